@@ -1,0 +1,31 @@
+"""vae_numpy: a Variational Autoencoder from scratch in NumPy.
+
+Symbols used in every docstring:
+
+    N  batch size (examples)          D  pixels per example (784 = 28 x 28 for MNIST)
+    H  hidden width                   Z  latent size (latent_dim)
+    x: (N, D) data in [0, 1]          h, z: (N, Z) latent codes (h = mu + sigma * eps)
+    mu, log_var: (N, Z) the encoder's q(h | x) = N(mu, diag exp(log_var))
+    eps: (N, Z) standard-normal noise  beta: weight of the KL term
+
+The loss is the negative ELBO per example in nats, averaged over the batch:
+    L = mean_n [ -log p(x_n | h_n) + beta * KL(q(h | x_n) || N(0, I)) ]
+
+Files: layers.py (dense, activations), sampling.py (reparameterization), losses.py (likelihoods, KL),
+models.py (VAE, Autoencoder), optim.py (Adam, SGD), _kernels.py (Numba kernels and NumPy twins),
+gradcheck.py, datasets.py, train.py, checkpoint.py, explore.py, plots.py, cli.py.
+"""
+
+from . import datasets, gradcheck, layers, losses, sampling
+from .errors import CheckpointError, ConfigError, DataError, TrainingDiverged, VAENumpyError
+from .models import VAE, Autoencoder
+from .optim import SGD, Adam
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "VAE", "Autoencoder", "Adam", "SGD",
+    "VAENumpyError", "ConfigError", "DataError", "CheckpointError", "TrainingDiverged",
+    "datasets", "gradcheck", "layers", "losses", "sampling",
+    "__version__",
+]

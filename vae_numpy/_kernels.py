@@ -1,0 +1,311 @@
+"""Hot elementwise loops: each Numba kernel beside its plain-NumPy twin with the same signature.
+
+Every kernel writes into arrays passed by the caller (``out``-style) so that the training path allocates
+nothing per batch. ``NUMPY`` and ``NUMBA`` are two namespaces holding the same names; ``K`` is the one
+the package calls. ``VAE_NUMPY_JIT=0`` (read at import) or :func:`use_jit` selects the NumPy twins.
+
+Rules (see DESIGN.md, "Numba"): ``error_model="numpy"`` (no Python division checks), scalars cast to the
+array's dtype by the caller (a float64 scalar would de-vectorize a float32 loop), and transcendentals
+(`exp`, `log1p`) stay in NumPy, whose float32 versions are SIMD, while the fused rest runs in one loop.
+Caching is on where a cache folder is writable and silently off where it is not (a read-only install).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import types
+import warnings
+
+import numpy as np
+
+try:  # numba is a run-time dependency, but the twins keep the package usable without it
+    import numba
+except ImportError:  # pragma: no cover - exercised only on a broken install
+    numba = None
+
+
+def _jit(fn):
+    """``numba.njit`` with the project's options; caching only where numba finds a writable place."""
+    if numba is None:
+        return fn
+    try:
+        return numba.njit(error_model="numpy", fastmath=False, cache=True)(fn)
+    except Exception:  # "no locator available" on a read-only install: compile per process instead
+        return numba.njit(error_model="numpy", fastmath=False, cache=False)(fn)
+
+
+# --------------------------------------------------------------------------------------------------
+# Activation: leaky ReLU (slope = 0 gives ReLU).  y = a if a > 0 else slope * a ;  da = dy * (1 or slope)
+# --------------------------------------------------------------------------------------------------
+def leaky_relu_forward_np(a, slope, out):
+    """a, out: (N, H); out may be a.  out = max(a, 0) + slope * min(a, 0)."""
+    if slope == 0:
+        np.maximum(a, 0, out=out)
+    else:
+        np.multiply(a, np.where(a > 0, 1, slope).astype(a.dtype), out=out)
+    return out
+
+
+def leaky_relu_backward_np(dy, y, slope, out):
+    """dy, y, out: (N, H).  out = dy where y > 0, slope * dy elsewhere (y > 0 exactly when a > 0)."""
+    np.multiply(dy, np.where(y > 0, 1, slope).astype(dy.dtype), out=out)
+    return out
+
+
+def _leaky_relu_forward_nb(a, slope, out):
+    n, h = a.shape
+    for i in range(n):
+        for j in range(h):
+            v = a[i, j]
+            out[i, j] = v if v > 0 else slope * v
+    return out
+
+
+def _leaky_relu_backward_nb(dy, y, slope, out):
+    n, h = dy.shape
+    for i in range(n):
+        for j in range(h):
+            g = dy[i, j]
+            out[i, j] = g if y[i, j] > 0 else slope * g
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Bernoulli negative log-likelihood on logits, value and gradient in one pass.
+#   rec[n] = sum_d max(a, 0) - a x + log1p(exp(-|a|))        (stable BCE, any logit)
+#   da     = scale * (sigmoid(a) - x),  sigmoid(a) = 1/(1+e) if a >= 0 else e/(1+e),  e = exp(-|a|)
+# --------------------------------------------------------------------------------------------------
+def _exp_neg_abs_log1p(a, e, l):
+    """e = exp(-|a|), l = log1p(e): the transcendentals, in NumPy (SIMD in float32)."""
+    np.abs(a, out=e)
+    np.negative(e, out=e)
+    np.exp(e, out=e)
+    np.log1p(e, out=l)
+
+
+def bce_logits_np(a, x, scale, rec, da, e, l):
+    """a, x, da, e, l: (N, D); rec: (N,).  Fills rec and da (and the scratch e, l)."""
+    _exp_neg_abs_log1p(a, e, l)
+    np.maximum(a, 0, out=da)
+    da -= a * x
+    da += l
+    da.sum(axis=1, out=rec)
+    np.add(e, 1, out=l)                       # l <- 1 + e
+    np.divide(np.where(a >= 0, 1, e), l, out=da)   # da <- sigmoid(a)
+    da -= x
+    da *= scale
+    return rec
+
+
+def _bce_logits_loop(a, x, scale, rec, da, e, l):
+    n, d = a.shape
+    one = scale / scale  # 1 in the array's dtype (a literal 1 would promote float32 to float64)
+    zero = one - one
+    for i in range(n):
+        s = 0.0
+        for j in range(d):
+            av = a[i, j]
+            xv = x[i, j]
+            ev = e[i, j]
+            s += (av if av > zero else zero) - av * xv + l[i, j]
+            r = one / (one + ev)
+            sig = r if av >= 0 else ev * r
+            da[i, j] = scale * (sig - xv)
+        rec[i] = s
+    return rec
+
+
+def _make_bce_nb(loop):
+    def bce_logits_nb(a, x, scale, rec, da, e, l):
+        _exp_neg_abs_log1p(a, e, l)
+        return loop(a, x, scale, rec, da, e, l)
+    return bce_logits_nb
+
+
+def bernoulli_loglik_rows_np(a, x, out, e, l):
+    """a, e, l: (B, K, D) logits of K decoded samples; x: (B, D).  out[b, k] = log p(x_b | h_bk)."""
+    _exp_neg_abs_log1p(a, e, l)
+    np.maximum(a, 0, out=e)
+    e -= a * x[:, None, :]
+    e += l
+    np.negative(e.sum(axis=2), out=out)
+    return out
+
+
+def _bernoulli_loglik_rows_loop(a, x, out, e, l):
+    b, k, d = a.shape
+    for i in range(b):
+        for j in range(k):
+            s = 0.0
+            for m in range(d):
+                av = a[i, j, m]
+                s += (av if av > 0 else 0.0) - av * x[i, m] + l[i, j, m]
+            out[i, j] = -s
+    return out
+
+
+def _make_rows_nb(loop):
+    def bernoulli_loglik_rows_nb(a, x, out, e, l):
+        _exp_neg_abs_log1p(a, e, l)
+        return loop(a, x, out, e, l)
+    return bernoulli_loglik_rows_nb
+
+
+# --------------------------------------------------------------------------------------------------
+# Reparameterization and KL, fused.   std = exp(log_var / 2),  z = mu + std * eps,
+#   kl[n] = -1/2 sum_j (1 + log_var - mu^2 - std^2)
+# Backward, with kl_scale = beta / N (the weight of each KL term in the mean loss):
+#   dmu      = dz + kl_scale * mu                         (mu feeds z and the KL: the gradients add)
+#   dlog_var = dz * eps * std / 2 + kl_scale * (std^2 - 1) / 2
+# --------------------------------------------------------------------------------------------------
+def reparam_kl_forward_np(mu, log_var, eps, z, std, kl):
+    """mu, log_var, eps, z, std: (N, Z); kl: (N,).  Fills std (via exp), z and kl."""
+    np.multiply(log_var, 0.5, out=std)
+    np.exp(std, out=std)
+    np.multiply(std, eps, out=z)
+    z += mu
+    kl[:] = -0.5 * (1 + log_var - mu * mu - std * std).sum(axis=1)
+    return z
+
+
+def _reparam_kl_loop(mu, log_var, eps, z, std, kl):
+    n, k = mu.shape
+    for i in range(n):
+        s = 0.0
+        for j in range(k):
+            m = mu[i, j]
+            sd = std[i, j]
+            z[i, j] = m + sd * eps[i, j]
+            s += 1 + log_var[i, j] - m * m - sd * sd
+        kl[i] = -0.5 * s
+    return z
+
+
+def _make_reparam_nb(loop):
+    def reparam_kl_forward_nb(mu, log_var, eps, z, std, kl):
+        np.multiply(log_var, 0.5, out=std)
+        np.exp(std, out=std)
+        return loop(mu, log_var, eps, z, std, kl)
+    return reparam_kl_forward_nb
+
+
+def reparam_kl_backward_np(dz, mu, std, eps, kl_scale, dmu, dlog_var):
+    """dz, mu, std, eps, dmu, dlog_var: (N, Z).  Fills dmu and dlog_var (formulas above)."""
+    np.multiply(mu, kl_scale, out=dmu)
+    dmu += dz
+    dlog_var[:] = 0.5 * (dz * eps * std + kl_scale * (std * std - 1))
+    return dmu, dlog_var
+
+
+def _reparam_kl_backward_nb(dz, mu, std, eps, kl_scale, dmu, dlog_var):
+    n, k = dz.shape
+    for i in range(n):
+        for j in range(k):
+            g = dz[i, j]
+            sd = std[i, j]
+            dmu[i, j] = g + kl_scale * mu[i, j]
+            dlog_var[i, j] = 0.5 * (g * eps[i, j] * sd + kl_scale * (sd * sd - 1))
+    return dmu, dlog_var
+
+
+# --------------------------------------------------------------------------------------------------
+# Optimizer updates, in place, one pass over memory.
+#   Adam:  m = b1 m + (1 - b1) g ;  v = b2 v + (1 - b2) g^2 ;
+#          p -= lr * (m * c1) / (sqrt(v * c2) + eps),  c1 = 1 / (1 - b1^t),  c2 = 1 / (1 - b2^t)
+#   SGD:   vel = momentum * vel - lr * g ;  p += vel
+# --------------------------------------------------------------------------------------------------
+def adam_update_np(p, g, m, v, lr, b1, b2, c1, c2, eps):
+    """p, g, m, v: same shape (any), updated in place; scalars in p's dtype."""
+    m *= b1
+    m += (1 - b1) * g
+    v *= b2
+    v += (1 - b2) * (g * g)
+    p -= lr * (m * c1) / (np.sqrt(v * c2) + eps)
+    return p
+
+
+def _adam_update_nb(p, g, m, v, lr, b1, b2, c1, c2, eps):
+    pf = p.reshape(-1)
+    gf = g.reshape(-1)
+    mf = m.reshape(-1)
+    vf = v.reshape(-1)
+    one = c1 / c1  # 1 in p's dtype (c1 >= 1); a literal 1 would promote float32 math to float64
+    for i in range(pf.size):
+        gi = gf[i]
+        mi = b1 * mf[i] + (one - b1) * gi
+        vi = b2 * vf[i] + (one - b2) * (gi * gi)
+        mf[i] = mi
+        vf[i] = vi
+        pf[i] -= lr * (mi * c1) / (np.sqrt(vi * c2) + eps)
+    return p
+
+
+def sgd_update_np(p, g, vel, lr, momentum):
+    """p, g, vel: same shape, updated in place."""
+    vel *= momentum
+    vel -= lr * g
+    p += vel
+    return p
+
+
+def _sgd_update_nb(p, g, vel, lr, momentum):
+    pf = p.reshape(-1)
+    gf = g.reshape(-1)
+    vf = vel.reshape(-1)
+    for i in range(pf.size):
+        vi = momentum * vf[i] - lr * gf[i]
+        vf[i] = vi
+        pf[i] += vi
+    return p
+
+
+# --------------------------------------------------------------------------------------------------
+NUMPY = types.SimpleNamespace(
+    name="numpy",
+    leaky_relu_forward=leaky_relu_forward_np,
+    leaky_relu_backward=leaky_relu_backward_np,
+    bce_logits=bce_logits_np,
+    bernoulli_loglik_rows=bernoulli_loglik_rows_np,
+    reparam_kl_forward=reparam_kl_forward_np,
+    reparam_kl_backward=reparam_kl_backward_np,
+    adam_update=adam_update_np,
+    sgd_update=sgd_update_np,
+)
+
+if numba is not None:
+    NUMBA = types.SimpleNamespace(
+        name="numba",
+        leaky_relu_forward=_jit(_leaky_relu_forward_nb),
+        leaky_relu_backward=_jit(_leaky_relu_backward_nb),
+        bce_logits=_make_bce_nb(_jit(_bce_logits_loop)),
+        bernoulli_loglik_rows=_make_rows_nb(_jit(_bernoulli_loglik_rows_loop)),
+        reparam_kl_forward=_make_reparam_nb(_jit(_reparam_kl_loop)),
+        reparam_kl_backward=_jit(_reparam_kl_backward_nb),
+        adam_update=_jit(_adam_update_nb),
+        sgd_update=_jit(_sgd_update_nb),
+    )
+else:  # pragma: no cover
+    NUMBA = None
+    warnings.warn("numba is not installed: vae_numpy runs its plain-NumPy kernels", stacklevel=1)
+
+KERNEL_NAMES = tuple(k for k in vars(NUMPY) if k != "name")
+
+K = NUMBA if (NUMBA is not None and os.environ.get("VAE_NUMPY_JIT", "1") != "0") else NUMPY
+
+
+def jit_enabled() -> bool:
+    """True when the Numba kernels are the ones in use."""
+    return K is NUMBA and NUMBA is not None
+
+
+@contextlib.contextmanager
+def use_jit(enabled: bool):
+    """Temporarily select the Numba kernels (True) or their NumPy twins (False)."""
+    global K
+    old = K
+    K = NUMBA if (enabled and NUMBA is not None) else NUMPY
+    try:
+        yield K
+    finally:
+        K = old

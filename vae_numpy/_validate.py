@@ -1,0 +1,96 @@
+"""Input checks shared by every public entry point.
+
+Each check raises :class:`~vae_numpy.errors.ConfigError` (a ``ValueError``) whose message names the
+argument, the bad value and what is allowed, in the spirit of scikit-learn's ``utils.validation``.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from .errors import ConfigError
+
+DTYPES = {"float32": np.float32, "float64": np.float64}
+
+
+def check_dtype(dtype) -> np.dtype:
+    """Return the numpy dtype for 'float32' / 'float64' (or the dtypes themselves)."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt is None or dt.name not in DTYPES:
+        raise ConfigError(f"dtype={dtype!r} is not supported; "
+                          "use 'float32' (training) or 'float64' (gradient checks)")
+    return dt
+
+
+def check_choice(name: str, value, allowed) -> str:
+    """`value` must be one of `allowed` (strings)."""
+    if not isinstance(value, str) or value not in allowed:
+        raise ConfigError(f"{name}={value!r} is unknown; choose one of {', '.join(map(repr, allowed))}")
+    return value
+
+
+def check_int(name: str, value, minimum: int = 1) -> int:
+    """An integer >= minimum (bools refused)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ConfigError(f"{name}={value!r} must be an integer >= {minimum}")
+    return int(value)
+
+
+def check_float(name: str, value, minimum: float | None = None, exclusive: bool = False,
+                maximum: float | None = None) -> float:
+    """A finite real number in the allowed range."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
+        raise ConfigError(f"{name}={value!r} must be a finite number")
+    value = float(value)
+    if minimum is not None and (value <= minimum if exclusive else value < minimum):
+        op = ">" if exclusive else ">="
+        raise ConfigError(f"{name}={value!r} must be {op} {minimum}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name}={value!r} must be <= {maximum}")
+    return value
+
+
+def check_matrix(name: str, x, ncols: int | None = None, dtype=None, unit_interval: bool = False,
+                 min_rows: int = 1) -> np.ndarray:
+    """A finite 2-D array (N, ncols), converted to `dtype` (no copy when it already is).
+
+    unit_interval: values must lie in [0, 1] (targets of a Bernoulli decoder).
+    """
+    try:
+        arr = np.asarray(x, dtype=dtype)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{name} must be a numeric array: {exc}") from None
+    if arr.ndim != 2:
+        want = f"(N, {ncols})" if ncols is not None else "(N, D)"
+        hint = " (flatten images with x.reshape(len(x), -1))" if arr.ndim > 2 else ""
+        raise ConfigError(f"{name} has shape {arr.shape}; expected a 2-D array {want}{hint}")
+    if ncols is not None and arr.shape[1] != ncols:
+        raise ConfigError(f"{name} has shape {arr.shape}; expected (N, {ncols}) to match the model")
+    if arr.shape[0] < min_rows:
+        raise ConfigError(f"{name} has shape {arr.shape}; it needs at least {min_rows} row(s)")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        bad = np.argwhere(~np.isfinite(arr))[0]
+        raise ConfigError(f"{name} contains NaN or inf (first at index {tuple(int(i) for i in bad)}); "
+                          "clean the data before passing it")
+    if unit_interval:
+        lo, hi = float(arr.min()), float(arr.max())
+        if lo < 0.0 or hi > 1.0:
+            raise ConfigError(f"{name} has values in [{lo:g}, {hi:g}]; a Bernoulli decoder needs targets in "
+                              "[0, 1] (divide uint8 pixels by 255, or use likelihood='gaussian')")
+    return arr
+
+
+def check_rng(seed=None, rng=None) -> np.random.Generator:
+    """A numpy Generator from `rng` (used as is) or from `seed` (int or None -> fresh entropy)."""
+    if rng is not None:
+        if not isinstance(rng, np.random.Generator):
+            raise ConfigError(f"rng={rng!r} must be a numpy.random.Generator (np.random.default_rng(seed))")
+        return rng
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0):
+        raise ConfigError(f"seed={seed!r} must be a non-negative integer or None")
+    return np.random.default_rng(seed)

@@ -1,0 +1,254 @@
+"""The VAE and, beside it, a plain autoencoder with the same surface.
+
+Shapes: x: (N, D) in [0, 1]; mu, log_var, eps, h: (N, Z); N batch, D pixels, Z latent.
+
+VAE (Kingma & Welling, 2014):
+    encoder   q(h | x) = N(mu(x), diag sigma^2(x)),   [mu, log sigma^2] = MLP(x)
+    sample    h = mu + sigma * eps,  eps ~ N(0, I)                          (sampling.py)
+    decoder   p(x | h) = Bernoulli(sigmoid(a(h)))  or  N(m(h), s^2)         (losses.py)
+    loss      L = mean_n [ -log p(x_n | h_n) + beta * KL(q(h | x_n) || N(0, I)) ]   (negative ELBO, nats)
+
+Autoencoder: the same MLPs with a deterministic code z = MLP(x) and L = mean_n [ -log p(x_n | z_n) ].
+
+References: D. P. Kingma, M. Welling, "Auto-Encoding Variational Bayes", ICLR 2014. Y. Burda, R. Grosse,
+R. Salakhutdinov, "Importance Weighted Autoencoders", ICLR 2016. I. Higgins et al., "beta-VAE", ICLR 2017.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _kernels, losses
+from ._network import Network
+from ._validate import check_float, check_int, check_matrix, check_rng
+from .errors import ConfigError
+from .losses import LOG_2PI
+
+
+class VAE(Network):
+    """A variational autoencoder with MLP encoder and decoder (see the module docstring).
+
+    Parameters
+    ----------
+    input_dim : D, pixels per example (784 for MNIST).
+    hidden_dims : hidden widths of the encoder; the decoder mirrors them, e.g. (400,) or (512, 256).
+    latent_dim : Z, the size of the code h.
+    likelihood : "bernoulli" (x in [0, 1], decoder emits logits) or "gaussian".
+    beta : weight of the KL term (beta-VAE; 1 is the ELBO, 0 drops the KL).
+    activation : hidden activation, one of relu, leaky_relu, tanh, sigmoid, softplus.
+    dtype : "float32" to train, "float64" for gradient checks.
+    seed : seeds the initial weights and the model's own generator (used when eps is not passed).
+    decoder_sigma : for a Gaussian decoder, the fixed std (default 1.0) or "learned" (a per-pixel
+        log-variance head, the seed lecture's p(x|h) = N(mu_g(h), diag sigma_g(h))).
+    """
+
+    kind = "vae"
+
+    def __init__(self, input_dim=784, hidden_dims=(400,), latent_dim=20, likelihood="bernoulli", beta=1.0,
+                 activation="relu", dtype="float32", seed=0, decoder_sigma=1.0):
+        super().__init__(input_dim, hidden_dims, latent_dim, likelihood, activation, dtype, seed, decoder_sigma)
+        self.beta = beta
+        self.kl_weight = 1.0   # a multiplier on beta that training anneals (KL warm-up); 1 otherwise
+        dims = [self.input_dim, *self.hidden_dims]
+        act = self.activation
+        layers = [(n, i, o, act) for n, i, o in zip(self.enc_names, dims[:-1], dims[1:], strict=True)]
+        layers += [("enc_mu", dims[-1], self.latent_dim, "linear"),
+                   ("enc_log_var", dims[-1], self.latent_dim, "linear")]
+        ddims = [self.latent_dim, *self.hidden_dims[::-1]]
+        layers += [(n, i, o, act) for n, i, o in zip(self.dec_names, ddims[:-1], ddims[1:], strict=True)]
+        layers += [("dec_out", ddims[-1], self.input_dim, "linear")]
+        if self.decoder_sigma == "learned":
+            layers += [("dec_log_var", ddims[-1], self.input_dim, "linear")]
+        self._build(layers)
+        self.last = {}
+
+    @property
+    def beta(self):
+        return self._beta
+
+    @beta.setter
+    def beta(self, value):
+        self._beta = check_float("beta", value, minimum=0.0)
+
+    def config(self):
+        return {**super().config(), "beta": self.beta}
+
+    # ------------------------------------------------------------------------------------ public
+    def encode(self, x):
+        """x: (N, D) -> (mu, log_var), each (N, Z): the parameters of q(h | x)."""
+        x = self._check_x(x)
+        h, _ = self._mlp(self.enc_names, x)
+        mu, _ = self._dense("enc_mu", h)
+        log_var, _ = self._dense("enc_log_var", h)
+        return mu, log_var
+
+    def forward(self, x, eps=None):
+        """Mean negative ELBO of the batch, in nats; keeps what backward() needs.
+
+        x: (N, D); eps: (N, Z) standard-normal noise (drawn from the model's generator when None).
+        Also sets self.last = {"loss", "reconstruction", "kl"} (batch means).
+        """
+        x = self._check_x(x)
+        if eps is None:
+            eps = self.rng.standard_normal((x.shape[0], self.latent_dim)).astype(self.dtype)
+        else:
+            eps = check_matrix("eps", eps, ncols=self.latent_dim, dtype=self.dtype)
+            if eps.shape[0] != x.shape[0]:
+                raise ConfigError(f"eps has shape {eps.shape}; expected ({x.shape[0]}, {self.latent_dim}) "
+                                  "to match x")
+        return self._forward(x, eps)
+
+    # ------------------------------------------------------------------------------ fast path
+    def _forward(self, x, eps, need_grad=True):
+        """forward() without input checks (the training loop checks the data set once)."""
+        N, Z = x.shape[0], self.latent_dim
+        h, enc_caches = self._mlp(self.enc_names, x, ws=True)
+        mu, mu_cache = self._dense("enc_mu", h, ws=True)
+        log_var, lv_cache = self._dense("enc_log_var", h, ws=True)
+        z, std, kl = self._buf("z", (N, Z)), self._buf("std", (N, Z)), self._buf("kl", (N,))
+        _kernels.K.reparam_kl_forward(mu, log_var, eps, z, std, kl)       # z = mu + std * eps
+        out, log_var_x, dec_caches = self._decoder_forward(z, ws=True)
+        rec, dout, dlog_var_x = self._reconstruction(x, out, log_var_x, need_grad)
+        beta = self.beta * self.kl_weight
+        rec_mean, kl_mean = float(rec.mean()), float(kl.mean())
+        loss = rec_mean + beta * kl_mean
+        self.last = {"loss": loss, "reconstruction": rec_mean, "kl": kl_mean}
+        self._cache = (enc_caches, mu_cache, lv_cache, mu, std, eps, dec_caches, dout, dlog_var_x, beta)
+        return loss
+
+    def _reconstruction(self, x, out, log_var_x, need_grad):
+        """-log p(x | h) per example (N,), and its gradients w.r.t. out and log_var_x divided by N."""
+        N = x.shape[0]
+        if self.likelihood == "bernoulli":
+            shape = out.shape
+            rec, dout = self._buf("rec", (N,)), self._buf("dout", shape)
+            e, l = self._buf("bce_e", shape), self._buf("bce_l", shape)
+            _kernels.K.bce_logits(out, x, self.dtype.type(1.0 / N), rec, dout, e, l)
+            return rec, dout, None
+        sigma = 1.0 if self.decoder_sigma == "learned" else self.decoder_sigma
+        rec = losses.gaussian_nll(x, out, log_var_x, sigma)
+        if not need_grad:
+            return rec, None, None
+        ones = np.full(N, 1.0 / N, dtype=self.dtype)
+        dout, dlog_var_x = losses.gaussian_nll_backward(ones, x, out, log_var_x, sigma)
+        return rec, dout, dlog_var_x
+
+    def _backward(self):
+        enc_caches, mu_cache, lv_cache, mu, std, eps, dec_caches, dout, dlog_var_x, beta = self._cache
+        N = mu.shape[0]
+        dz = self._decoder_backward(dout, dlog_var_x, dec_caches)
+        dmu, dlog_var = self._buf("dmu", mu.shape), self._buf("dlog_var", mu.shape)
+        # mu feeds both h and the KL, and so does log_var: each gets the sum of the two paths
+        _kernels.K.reparam_kl_backward(dz, mu, std, eps, self.dtype.type(beta / N), dmu, dlog_var)
+        dh = self._dense_backward(dmu, mu_cache)
+        dh = dh + self._dense_backward(dlog_var, lv_cache)   # h feeds both heads: the gradients add
+        self._mlp_backward(dh, enc_caches, need_dx=False)
+
+    # ---------------------------------------------------------------------------- evaluation
+    def log_likelihood(self, x, n_samples=1000, seed=0, rng=None, max_rows=8192):
+        """Importance-sampled log p(x) (IWAE bound with K = n_samples), per example: (N,) float64.
+
+        log p(x) ~= log (1/K) sum_k p(x | h_k) p(h_k) / q(h_k | x),  h_k ~ q(h | x),
+        computed with log-sum-exp. At most `max_rows` decoded samples are in memory at once, so that
+        10,000 images x 1,000 samples run in bounded memory. The bound tightens as K grows.
+        """
+        x = self._check_x(x)
+        K = check_int("n_samples", n_samples)
+        max_rows = check_int("max_rows", max_rows)
+        rng = check_rng(seed, rng)
+        N, Z = x.shape[0], self.latent_dim
+        per_img = max(1, max_rows // K)          # images per pass
+        k_chunk = min(K, max(1, max_rows // per_img))
+        result = np.empty(N, dtype=np.float64)
+        for start in range(0, N, per_img):
+            xb = x[start:start + per_img]
+            B = xb.shape[0]
+            mu, log_var = (a.astype(np.float64) for a in self.encode(xb))
+            std = np.exp(0.5 * log_var)
+            log_w = np.empty((B, K), dtype=np.float64)
+            for k0 in range(0, K, k_chunk):
+                kc = min(k_chunk, K - k0)
+                eps = rng.standard_normal((B, kc, Z))
+                h = mu[:, None, :] + std[:, None, :] * eps
+                log_q = -0.5 * np.sum(eps * eps + LOG_2PI + log_var[:, None, :], axis=2)
+                log_p_h = -0.5 * np.sum(h * h + LOG_2PI, axis=2)
+                log_w[:, k0:k0 + kc] = self._log_px_given_h(xb, h.astype(self.dtype)) + log_p_h - log_q
+            m = log_w.max(axis=1, keepdims=True)
+            result[start:start + B] = (m[:, 0] + np.log(np.mean(np.exp(log_w - m), axis=1)))
+        return result
+
+    def _log_px_given_h(self, x, h):
+        """x: (B, D), h: (B, K, Z) -> log p(x_b | h_bk): (B, K) float64."""
+        B, K, Z = h.shape
+        out, log_var_x, _ = self._decoder_forward(h.reshape(B * K, Z))
+        out = out.reshape(B, K, -1)
+        if self.likelihood == "bernoulli":
+            res = np.empty((B, K), dtype=self.dtype)
+            e, l = np.empty_like(out), np.empty_like(out)
+            return _kernels.K.bernoulli_loglik_rows(out, x, res, e, l).astype(np.float64)
+        sigma = 1.0 if self.decoder_sigma == "learned" else self.decoder_sigma
+        lv = None if log_var_x is None else log_var_x.reshape(B, K, -1)
+        xr = np.broadcast_to(x[:, None, :], out.shape).reshape(B * K, -1)
+        nll = losses.gaussian_nll(xr, out.reshape(B * K, -1), None if lv is None else lv.reshape(B * K, -1),
+                                  sigma)
+        return -nll.reshape(B, K).astype(np.float64)
+
+
+class Autoencoder(Network):
+    """A deterministic autoencoder: z = MLP(x), L = mean_n -log p(x_n | z_n). Same surface as VAE.
+
+    ``encode(x)`` returns the code z: (N, Z); ``sample(n)`` decodes N(0, I) codes, which an autoencoder
+    was never trained to decode (the lecture's point: compare with a VAE's samples).
+    """
+
+    kind = "ae"
+
+    def __init__(self, input_dim=784, hidden_dims=(400,), latent_dim=20, likelihood="bernoulli",
+                 activation="relu", dtype="float32", seed=0, decoder_sigma=1.0):
+        super().__init__(input_dim, hidden_dims, latent_dim, likelihood, activation, dtype, seed, decoder_sigma)
+        dims = [self.input_dim, *self.hidden_dims]
+        act = self.activation
+        layers = [(n, i, o, act) for n, i, o in zip(self.enc_names, dims[:-1], dims[1:], strict=True)]
+        layers += [("enc_z", dims[-1], self.latent_dim, "linear")]
+        ddims = [self.latent_dim, *self.hidden_dims[::-1]]
+        layers += [(n, i, o, act) for n, i, o in zip(self.dec_names, ddims[:-1], ddims[1:], strict=True)]
+        layers += [("dec_out", ddims[-1], self.input_dim, "linear")]
+        if self.decoder_sigma == "learned":
+            layers += [("dec_log_var", ddims[-1], self.input_dim, "linear")]
+        self._build(layers)
+        self.beta = 0.0
+        self.kl_weight = 1.0
+        self.last = {}
+
+    def encode(self, x):
+        """x: (N, D) -> z: (N, Z), the deterministic code."""
+        x = self._check_x(x)
+        h, _ = self._mlp(self.enc_names, x)
+        z, _ = self._dense("enc_z", h)
+        return z
+
+    def forward(self, x, eps=None):
+        """Mean reconstruction loss -log p(x | z) in nats. x: (N, D); eps is ignored (no noise)."""
+        return self._forward(self._check_x(x), None)
+
+    _reconstruction = VAE._reconstruction
+
+    def _forward(self, x, eps=None, need_grad=True):
+        h, enc_caches = self._mlp(self.enc_names, x, ws=True)
+        z, z_cache = self._dense("enc_z", h, ws=True)
+        out, log_var_x, dec_caches = self._decoder_forward(z, ws=True)
+        rec, dout, dlog_var_x = self._reconstruction(x, out, log_var_x, need_grad)
+        loss = float(rec.mean())
+        self.last = {"loss": loss, "reconstruction": loss, "kl": 0.0}
+        self._cache = (enc_caches, z_cache, dec_caches, dout, dlog_var_x)
+        return loss
+
+    def _backward(self):
+        enc_caches, z_cache, dec_caches, dout, dlog_var_x = self._cache
+        dz = self._decoder_backward(dout, dlog_var_x, dec_caches)
+        dh = self._dense_backward(dz, z_cache)
+        self._mlp_backward(dh, enc_caches, need_dx=False)
+
+    def log_likelihood(self, x, n_samples=1000, seed=0, rng=None, max_rows=8192):
+        raise ConfigError("an Autoencoder defines no density p(x), so it has no log-likelihood; "
+                          "train a VAE (vn.VAE) to evaluate log p(x)")
