@@ -1,7 +1,8 @@
 """The command line: ``vae-numpy <command>`` (also ``python -m vae_numpy``).
 
 Commands: train, evaluate, sample, explore, compare, gradcheck, datasets, bench, assignments.
-Each is a pair ``_add_<name>(subparsers)`` / ``_cmd_<name>(args) -> exit code``. A user error (any
+``COMMANDS`` maps each name to the module that holds its pair ``add_arguments(parser)`` /
+``run(args) -> exit code`` (small ones live here as ``_add_<name>`` / ``_cmd_<name>``). A user error (any
 :class:`VAENumpyError`, a bad flag, a missing file) prints one line on stderr and exits 2; no traceback.
 """
 
@@ -23,8 +24,7 @@ class _UsageError(Exception):
 
 
 # ------------------------------------------------------------------------------------ gradcheck
-def _add_gradcheck(sub):
-    p = sub.add_parser("gradcheck", help="finite-difference checks of every layer, loss and model")
+def _add_gradcheck(p):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="print only the summary line")
 
@@ -39,8 +39,7 @@ def _cmd_gradcheck(args):
 
 
 # ------------------------------------------------------------------------------------- datasets
-def _add_datasets(sub):
-    p = sub.add_parser("datasets", help="list the datasets, where each was found, and its size")
+def _add_datasets(p):
     p.add_argument("--data-dir", default=None, help="a folder to look in first")
 
 
@@ -51,7 +50,20 @@ def _cmd_datasets(args):
     return 0
 
 
-COMMANDS = ["gradcheck", "datasets"]
+# name -> (help, module holding add_arguments/run, or None for the functions in this file)
+COMMANDS = {
+    "gradcheck": ("finite-difference checks of every layer, loss and model", None),
+    "datasets": ("list the datasets, where each was found, and its size", None),
+}
+
+
+def _command(name):
+    import importlib
+    module = COMMANDS[name][1]
+    if module is None:
+        return globals()[f"_add_{name}"], globals()[f"_cmd_{name}"]
+    mod = importlib.import_module(module, __package__)
+    return mod.add_arguments, mod.run
 
 
 def build_parser():
@@ -60,8 +72,8 @@ def build_parser():
     parser.add_argument("--version", action="version", version=f"vae-numpy {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for name in COMMANDS:
-        globals()[f"_add_{name}"](sub)
+    for name, (help_, _) in COMMANDS.items():
+        _command(name)[0](sub.add_parser(name, help=help_, description=help_))
     return parser
 
 
@@ -69,7 +81,7 @@ def main(argv=None):
     """Entry point of the console script; returns the exit code."""
     try:
         args = build_parser().parse_args(argv)
-        return globals()[f"_cmd_{args.command}"](args)
+        return _command(args.command)[1](args)
     except _UsageError as exc:
         print(str(exc), file=sys.stderr)
         return 2
