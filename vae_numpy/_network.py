@@ -164,6 +164,11 @@ class Network:
         return check_matrix("x", x, ncols=self.input_dim, dtype=self.dtype,
                             unit_interval=self.likelihood == "bernoulli")
 
+    def save(self, path):
+        """Write the model (config and parameters) to a .npz checkpoint, atomically (checkpoint.py)."""
+        from .checkpoint import save_model
+        return save_model(self, path)
+
     def backward(self):
         """Fill self.grads with dL/dparams for the last forward()."""
         if self._cache is None:

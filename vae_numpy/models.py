@@ -110,7 +110,7 @@ class VAE(Network):
         out, log_var_x, dec_caches = self._decoder_forward(z, ws=True)
         rec, dout, dlog_var_x = self._reconstruction(x, out, log_var_x, need_grad)
         beta = self.beta * self.kl_weight
-        rec_mean, kl_mean = float(rec.mean()), float(kl.mean())
+        rec_mean, kl_mean = float(np.add.reduce(rec)) / N, float(np.add.reduce(kl)) / N
         loss = rec_mean + beta * kl_mean
         self.last = {"loss": loss, "reconstruction": rec_mean, "kl": kl_mean}
         self._cache = (enc_caches, mu_cache, lv_cache, mu, std, eps, dec_caches, dout, dlog_var_x, beta)
@@ -141,7 +141,7 @@ class VAE(Network):
         # mu feeds both h and the KL, and so does log_var: each gets the sum of the two paths
         _kernels.K.reparam_kl_backward(dz, mu, std, eps, self.dtype.type(beta / N), dmu, dlog_var)
         dh = self._dense_backward(dmu, mu_cache)
-        dh = dh + self._dense_backward(dlog_var, lv_cache)   # h feeds both heads: the gradients add
+        dh += self._dense_backward(dlog_var, lv_cache)   # h feeds both heads: the gradients add
         self._mlp_backward(dh, enc_caches, need_dx=False)
 
     # ---------------------------------------------------------------------------- evaluation

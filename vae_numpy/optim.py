@@ -65,6 +65,21 @@ class Optimizer:
         raise KeyError(name)
 
     def _check_grads(self, grads):
+        """Validate grads against params; returns their shared flat buffer (or None).
+
+        The verdict is remembered for the very same arrays, so that a training loop that passes
+        model.grads every step pays for the check once.
+        """
+        last = getattr(self, "_last_grads", None)
+        same = last is not None and last[0] is grads
+        if same and all(grads.get(n) is a for n, a in zip(self.names, last[1], strict=True)):
+            return last[2]
+        flat = self._validate_grads(grads)
+        if isinstance(grads, dict):
+            self._last_grads = (grads, [grads[n] for n in self.names], flat)
+        return flat
+
+    def _validate_grads(self, grads):
         if not isinstance(grads, dict) or grads.keys() != self.params.keys():
             got = sorted(grads) if isinstance(grads, dict) else type(grads).__name__
             raise ConfigError(f"grads must have the same names as params {sorted(self.params)}; got {got}")
