@@ -52,6 +52,9 @@ class Network:
                 raise ConfigError("decoder_sigma='learned' needs likelihood='gaussian' "
                                   "(a Bernoulli decoder has no variance)")
             self.decoder_sigma = "learned"
+        elif isinstance(decoder_sigma, str):
+            raise ConfigError(f"decoder_sigma={decoder_sigma!r} is unknown; give a positive number (a fixed "
+                              "std, default 1.0) or 'learned' (a per-pixel log-variance head)")
         else:
             self.decoder_sigma = check_float("decoder_sigma", decoder_sigma, minimum=0.0, exclusive=True)
         self.enc_names = [f"enc{i + 1}" for i in range(len(self.hidden_dims))]

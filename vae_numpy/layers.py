@@ -113,7 +113,11 @@ def sigmoid(a, out=None):
     """Logistic function 1 / (1 + exp(-a)), stable for any a (no overflow warning). a: any shape."""
     e = np.exp(-np.abs(a))
     pos = 1 / (1 + e)
-    return np.where(a >= 0, pos, e * pos, out=out) if out is not None else np.where(a >= 0, pos, e * pos)
+    y = np.where(a >= 0, pos, e * pos)
+    if out is None:
+        return y
+    np.copyto(out, y)
+    return out
 
 
 ACTIVATIONS = {
@@ -128,12 +132,12 @@ ACTIVATIONS = {
 
 def activation_forward(name, a, out=None):
     """y = act(a) for a named activation. a: (N, H) -> (y (N, H), cache). `out` may be `a` (in place)."""
-    return ACTIVATIONS[name][0](a, out)
+    return ACTIVATIONS[check_choice("activation", name, tuple(ACTIVATIONS))][0](a, out)
 
 
 def activation_backward(name, dy, cache, out=None):
     """da = dy * act'(a), from the cache of :func:`activation_forward`. dy: (N, H) -> (N, H)."""
-    return ACTIVATIONS[name][1](dy, cache, out)
+    return ACTIVATIONS[check_choice("activation", name, tuple(ACTIVATIONS))][1](dy, cache, out)
 
 
 def init_weights(in_dim, out_dim, activation, rng, dtype):

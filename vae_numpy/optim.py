@@ -96,8 +96,14 @@ class Optimizer:
         """(param, grad, *state) arrays to update: the flat buffers when they exist, else each array."""
         if flat_grads is not None and all(s[0] is not None for s in states):
             return [(self._flat, flat_grads, *(s[0] for s in states))]
-        return [(self.params[n], np.ascontiguousarray(grads[n], dtype=self.dtype), *(s[1][n] for s in states))
+        return [(self.params[n], np.asarray(grads[n], dtype=self.dtype), *(s[1][n] for s in states))
                 for n in self.names]
+
+    @staticmethod
+    def _kernels_for(arrays):
+        """The active kernels, or the NumPy twins when an array is not C-contiguous (a strided view):
+        the Numba loops walk memory in order, so they take contiguous arrays only."""
+        return _kernels.K if all(a.flags.c_contiguous for a in arrays) else _kernels.NUMPY
 
 
 class Adam(Optimizer):
@@ -136,7 +142,8 @@ class Adam(Optimizer):
         f = self.dtype.type
         c1, c2 = 1.0 / (1.0 - self.b1 ** self.t), 1.0 / (1.0 - self.b2 ** self.t)
         for p, g, m, v in self._pairs(grads, flat_grads, self._m, self._v):
-            _kernels.K.adam_update(p, g, m, v, f(self.lr), f(self.b1), f(self.b2), f(c1), f(c2), f(self.eps))
+            kernels = self._kernels_for((p, g, m, v))
+            kernels.adam_update(p, g, m, v, f(self.lr), f(self.b1), f(self.b2), f(c1), f(c2), f(self.eps))
 
     def state_dict(self):
         """Arrays and numbers to save: {"t", "lr", "betas", "eps", "m.<name>", "v.<name>"}."""
@@ -174,7 +181,7 @@ class SGD(Optimizer):
         self.t += 1
         f = self.dtype.type
         for p, g, vel in self._pairs(grads, flat_grads, self._vel):
-            _kernels.K.sgd_update(p, g, vel, f(self.lr), f(self.momentum))
+            self._kernels_for((p, g, vel)).sgd_update(p, g, vel, f(self.lr), f(self.momentum))
 
     def state_dict(self):
         state = {"t": self.t, "lr": self.lr, "momentum": self.momentum}
