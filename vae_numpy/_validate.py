@@ -18,7 +18,7 @@ DTYPES = {"float32": np.float32, "float64": np.float64}
 def check_dtype(dtype) -> np.dtype:
     """Return the numpy dtype for 'float32' / 'float64' (or the dtypes themselves)."""
     try:
-        dt = np.dtype(dtype)
+        dt = None if dtype is None else np.dtype(dtype)  # np.dtype(None) would be float64
     except TypeError:
         dt = None
     if dt is None or dt.name not in DTYPES:

@@ -85,8 +85,9 @@ class VAE(Network):
     def forward(self, x, eps=None):
         """Mean negative ELBO of the batch, in nats; keeps what backward() needs.
 
-        x: (N, D); eps: (N, Z) standard-normal noise (drawn from the model's generator when None).
-        Also sets self.last = {"loss", "reconstruction", "kl"} (batch means).
+        x: (N, D); eps: (N, Z) standard-normal noise (drawn from the model's generator when None; a
+        given eps is copied, so backward() uses this draw). x is kept by reference until backward():
+        do not write into it in between. Also sets self.last = {"loss", "reconstruction", "kl"} (batch means).
         """
         x = self._check_x(x)
         if eps is None:
@@ -96,6 +97,10 @@ class VAE(Network):
             if eps.shape[0] != x.shape[0]:
                 raise ConfigError(f"eps has shape {eps.shape}; expected ({x.shape[0]}, {self.latent_dim}) "
                                   "to match x")
+            # backward() must see the very draw of this forward pass, even if the caller reuses its array
+            kept = self._buf("eps_copy", eps.shape)
+            np.copyto(kept, eps)
+            eps = kept
         return self._forward(x, eps)
 
     # ------------------------------------------------------------------------------ fast path

@@ -1,0 +1,206 @@
+"""Every Numba kernel against its NumPy twin; VAE_NUMPY_JIT and use_jit; float32 models with JIT on and off."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import vae_numpy as vn
+from vae_numpy import _kernels
+
+pytestmark = pytest.mark.skipif(_kernels.NUMBA is None, reason="numba is not installed")
+
+DTYPE = pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+RTOL = {np.float32: 1e-5, np.float64: 1e-12}
+
+
+# --------------------------------------------------------------------------------- kernel inputs
+def _logits(rng, shape, dtype):
+    """Random logits with the edge cases: 0, +-30, +-100 (the BCE's stable branches)."""
+    a = 4 * rng.standard_normal(shape)
+    flat = a.reshape(-1)
+    edges = [0.0, 30.0, -30.0, 100.0, -100.0]
+    flat[:len(edges)] = edges
+    flat[-len(edges):] = edges[::-1]
+    return a.astype(dtype)
+
+
+def _targets(rng, shape, dtype):
+    x = rng.random(shape)
+    flat = x.reshape(-1)
+    flat[::3] = np.round(flat[::3])   # exact 0 and 1 pixels among the grey ones
+    return x.astype(dtype)
+
+
+def _cases(name, dtype, rng):
+    """(args, indices of the arrays the kernel writes) for each kernel; args are fresh arrays."""
+    f = dtype
+    if name in ("leaky_relu_forward", "leaky_relu_backward"):
+        cases = []
+        for slope in (0.0, 0.01):
+            a = rng.standard_normal((5, 7)).astype(f)
+            a[0, :3] = 0.0
+            if name == "leaky_relu_forward":
+                cases.append(((a, f(slope), np.empty_like(a)), (2,)))
+            else:
+                y = np.where(a > 0, a, f(slope) * a).astype(f)
+                cases.append(((rng.standard_normal((5, 7)).astype(f), y, f(slope), np.empty_like(a)), (3,)))
+        return cases
+    if name == "bce_logits":
+        N, D = 6, 50
+        a, x = _logits(rng, (N, D), f), _targets(rng, (N, D), f)
+        bufs = [np.empty(N, dtype=f)] + [np.empty((N, D), dtype=f) for _ in range(3)]
+        return [((a, x, f(1 / N), *bufs), (3, 4))]
+    if name == "bernoulli_loglik_rows":
+        B, K, D = 3, 4, 40
+        a, x = _logits(rng, (B, K, D), f), _targets(rng, (B, D), f)
+        return [((a, x, np.empty((B, K), dtype=f), np.empty_like(a), np.empty_like(a)), (2,))]
+    if name == "reparam_kl_forward":
+        mu, lv, eps = (rng.standard_normal((5, 3)).astype(f) for _ in range(3))
+        return [((mu, lv, eps, np.empty_like(mu), np.empty_like(mu), np.empty(5, dtype=f)), (3, 4, 5))]
+    if name == "reparam_kl_backward":
+        dz, mu, eps = (rng.standard_normal((5, 3)).astype(f) for _ in range(3))
+        std = np.exp(0.5 * rng.standard_normal((5, 3))).astype(f)
+        return [((dz, mu, std, eps, f(0.25), np.empty_like(mu), np.empty_like(mu)), (5, 6))]
+    if name == "adam_update":
+        cases = []
+        for shape in ((37,), (4, 6)):
+            p, g, m = (rng.standard_normal(shape).astype(f) for _ in range(3))
+            v = rng.random(shape).astype(f)
+            c1, c2 = 1 / (1 - 0.9 ** 3), 1 / (1 - 0.999 ** 3)
+            cases.append(((p, g, m, v, f(1e-3), f(0.9), f(0.999), f(c1), f(c2), f(1e-8)), (0, 2, 3)))
+        return cases
+    if name == "sgd_update":
+        p, g, vel = (rng.standard_normal((4, 6)).astype(f) for _ in range(3))
+        return [((p, g, vel, f(0.1), f(0.9)), (0, 2))]
+    raise AssertionError(f"no test inputs for the kernel {name!r}: add them to _cases")
+
+
+def _copy(args):
+    return tuple(a.copy() if isinstance(a, np.ndarray) else a for a in args)
+
+
+# ------------------------------------------------------------------------------- twins agree
+@DTYPE
+@pytest.mark.parametrize("name", _kernels.KERNEL_NAMES)
+def test_numba_and_numpy_twins_agree(name, dtype):
+    rng = np.random.default_rng(0)
+    for args, outputs in _cases(name, dtype, rng):
+        a_np, a_nb = _copy(args), _copy(args)
+        r_np = getattr(_kernels.NUMPY, name)(*a_np)
+        r_nb = getattr(_kernels.NUMBA, name)(*a_nb)
+        for i in outputs:
+            ref, got = a_np[i], a_nb[i]
+            assert got.dtype == dtype, (name, i, got.dtype)
+            assert np.all(np.isfinite(got)), (name, i)
+            # atol: values that pass through ~0 (a float32 BCE term of 1e-44, say) carry no relative meaning
+            atol = RTOL[dtype] * 1e-3 * max(1.0, float(np.abs(ref).max()))
+            np.testing.assert_allclose(got, ref, rtol=RTOL[dtype], atol=atol, err_msg=f"{name} output {i}")
+        # both return the same thing (the first output, or a tuple of outputs)
+        for x, y in zip(r_np if isinstance(r_np, tuple) else (r_np,), r_nb if isinstance(r_nb, tuple) else (r_nb,),
+                        strict=True):
+            np.testing.assert_allclose(y, x, rtol=RTOL[dtype], atol=RTOL[dtype] * 1e-3 * max(1, np.abs(x).max()))
+
+
+def test_both_namespaces_hold_every_kernel():
+    assert set(_kernels.KERNEL_NAMES) == set(vars(_kernels.NUMPY)) - {"name"} == set(vars(_kernels.NUMBA)) - {"name"}
+    assert _kernels.NUMPY.name == "numpy" and _kernels.NUMBA.name == "numba"
+    assert len(_kernels.KERNEL_NAMES) >= 8
+
+
+@pytest.mark.parametrize("jit", [True, False], ids=["jit", "numpy"])
+@pytest.mark.parametrize("slope", [0.0, 0.01])
+@DTYPE
+def test_leaky_relu_in_place(dtype, slope, jit):
+    """The models call the activation with out=a."""
+    a = np.random.default_rng(1).standard_normal((4, 5)).astype(dtype)
+    expected = np.where(a > 0, a, dtype(slope) * a)
+    K = _kernels.NUMBA if jit else _kernels.NUMPY
+    out = K.leaky_relu_forward(a, dtype(slope), a)
+    assert out is a
+    np.testing.assert_array_equal(a, expected)
+
+
+@DTYPE
+def test_bce_kernels_match_the_float64_formula(dtype):
+    """Both twins against stable BCE in float64: the float32 log1p series is as good as float32 allows."""
+    rng = np.random.default_rng(2)
+    a, x = _logits(rng, (6, 200), dtype), _targets(rng, (6, 200), dtype)
+    a64, x64 = a.astype(np.float64), x.astype(np.float64)
+    rec_ref = np.sum(np.maximum(a64, 0) - a64 * x64 + np.log1p(np.exp(-np.abs(a64))), axis=1)
+    da_ref = (1 / (1 + np.exp(-a64)) - x64) / 6
+    tol = 5e-7 if dtype == np.float32 else 1e-13
+    for K in (_kernels.NUMPY, _kernels.NUMBA):
+        rec, da = np.empty(6, dtype=dtype), np.empty((6, 200), dtype=dtype)
+        K.bce_logits(a, x, dtype(1 / 6), rec, da, np.empty_like(a), np.empty_like(a))
+        np.testing.assert_allclose(rec, rec_ref, rtol=tol, err_msg=K.name)
+        np.testing.assert_allclose(da, da_ref, rtol=tol, atol=tol * np.abs(da_ref).max(), err_msg=K.name)
+
+
+# ------------------------------------------------------------------------------------- selection
+def _python(code, **env):
+    full = {k: v for k, v in os.environ.items() if k != "VAE_NUMPY_JIT"}
+    full.update(env)
+    return subprocess.run([sys.executable, "-c", code], env=full, capture_output=True, text=True, timeout=120)
+
+
+def test_env_var_selects_the_numpy_twins():
+    r = _python("import vae_numpy._kernels as k; assert k.K is k.NUMPY and not k.jit_enabled(); print('ok')",
+                VAE_NUMPY_JIT="0")
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
+def test_jit_is_the_default():
+    if os.environ.get("VAE_NUMPY_JIT", "1") == "0":
+        pytest.skip("this test session runs with VAE_NUMPY_JIT=0")
+    assert _kernels.K is _kernels.NUMBA and _kernels.jit_enabled()
+
+
+def test_use_jit_switches_and_restores():
+    before = _kernels.K
+    with _kernels.use_jit(False) as K:
+        assert K is _kernels.K is _kernels.NUMPY and not _kernels.jit_enabled()
+        with _kernels.use_jit(True) as K2:
+            assert K2 is _kernels.K is _kernels.NUMBA and _kernels.jit_enabled()
+        assert _kernels.K is _kernels.NUMPY
+    assert _kernels.K is before
+    with pytest.raises(KeyError), _kernels.use_jit(not _kernels.jit_enabled()):
+        raise KeyError("boom")
+    assert _kernels.K is before
+
+
+# ------------------------------------------------------------------------ float32 models, jit on/off
+def _rel(a, b):
+    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30))
+
+
+@pytest.mark.parametrize("cfg", [dict(likelihood="bernoulli"), dict(likelihood="gaussian"),
+                                 dict(likelihood="gaussian", decoder_sigma="learned"),
+                                 dict(likelihood="bernoulli", activation="leaky_relu", kind="ae")],
+                         ids=["bernoulli", "gaussian", "gaussian-learned", "ae-leaky"])
+def test_float32_model_agrees_with_and_without_jit(cfg):
+    cfg = dict(cfg)
+    cls = vn.Autoencoder if cfg.pop("kind", "vae") == "ae" else vn.VAE
+    model = cls(20, (16, 12), 4, seed=0, **cfg)
+    assert model.dtype == np.float32
+    x = np.random.default_rng(0).random((32, 20)).astype(np.float32)
+    eps = np.random.default_rng(1).standard_normal((32, 4)).astype(np.float32)
+    results = {}
+    for jit in (True, False):
+        with _kernels.use_jit(jit):
+            loss = model.forward(x, eps=eps)
+            model.backward()
+            results[jit] = (loss, dict(model.last), {k: g.copy() for k, g in model.grads.items()})
+            if cls is vn.VAE:
+                results[jit] += (model.log_likelihood(x[:3], n_samples=50, seed=0),)
+    (l1, last1, g1, *ll1), (l0, last0, g0, *ll0) = results[True], results[False]
+    assert l1 == pytest.approx(l0, rel=1e-5)
+    for k in last1:
+        assert last1[k] == pytest.approx(last0[k], rel=1e-5, abs=1e-6), k
+    for k in g1:
+        assert g1[k].dtype == np.float32
+        assert _rel(g1[k], g0[k]) < 1e-5, k
+    if ll1:
+        np.testing.assert_allclose(ll1[0], ll0[0], rtol=1e-5)

@@ -1,0 +1,182 @@
+"""Bad input at the public boundary: a vn.ConfigError (a ValueError) whose message names the value and what is
+allowed. Every test asserts on the message."""
+
+import numpy as np
+import pytest
+
+import vae_numpy as vn
+from vae_numpy import layers
+
+D, Z = 10, 2
+
+
+def _model(**kw):
+    return vn.VAE(D, (5,), Z, **kw)
+
+
+def _x(n=3, d=D):
+    return np.random.default_rng(0).random((n, d)).astype(np.float32)
+
+
+def test_error_hierarchy():
+    for cls in (vn.ConfigError, vn.DataError, vn.CheckpointError):
+        assert issubclass(cls, vn.VAENumpyError) and issubclass(cls, ValueError)
+    assert issubclass(vn.TrainingDiverged, vn.VAENumpyError)
+
+
+# ------------------------------------------------------------------------------------ constructors
+@pytest.mark.parametrize("cls", [vn.VAE, vn.Autoencoder])
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(latent_dim=0), r"latent_dim=0 must be an integer >= 1"),
+    (dict(latent_dim=-3), r"latent_dim=-3 must be an integer >= 1"),
+    (dict(latent_dim=2.5), r"latent_dim=2\.5 must be an integer >= 1"),
+    (dict(latent_dim=True), r"latent_dim=True must be an integer >= 1"),
+    (dict(input_dim=0), r"input_dim=0 must be an integer >= 1"),
+    (dict(hidden_dims=(5, 0)), r"each of hidden_dims=0 must be an integer >= 1"),
+    (dict(hidden_dims=None), r"hidden_dims=None must be a sequence of positive integers, e\.g\. \(400,\)"),
+    (dict(activation="swish"),
+     r"activation='swish' is unknown; choose one of 'relu', 'leaky_relu', 'tanh', 'sigmoid', 'softplus'"),
+    (dict(activation="linear"), r"activation='linear' is unknown; choose one of 'relu'"),
+    (dict(activation=None), r"activation=None is unknown; choose one of"),
+    (dict(likelihood="poisson"), r"likelihood='poisson' is unknown; choose one of 'bernoulli', 'gaussian'"),
+    (dict(likelihood="Bernoulli"), r"likelihood='Bernoulli' is unknown"),
+    (dict(dtype="float16"), r"dtype='float16' is not supported; use 'float32' \(training\) or 'float64'"),
+    (dict(dtype="int32"), r"dtype='int32' is not supported"),
+    (dict(dtype="banana"), r"dtype='banana' is not supported"),
+    (dict(decoder_sigma="learned"), r"decoder_sigma='learned' needs likelihood='gaussian'"),
+    (dict(likelihood="gaussian", decoder_sigma=0.0), r"decoder_sigma=0\.0 must be > 0"),
+    (dict(likelihood="gaussian", decoder_sigma=-1.0), r"decoder_sigma=-1\.0 must be > 0"),
+    (dict(likelihood="gaussian", decoder_sigma=float("nan")), r"decoder_sigma=nan must be a finite number"),
+    (dict(seed=-1), r"seed=-1 must be a non-negative integer or None"),
+    (dict(seed=1.5), r"seed=1\.5 must be a non-negative integer or None"),
+])
+def test_bad_constructor_arguments(cls, kwargs, match):
+    args = dict(input_dim=D, hidden_dims=(5,), latent_dim=Z)
+    args.update(kwargs)
+    with pytest.raises(vn.ConfigError, match=match):
+        cls(**args)
+
+
+@pytest.mark.parametrize("beta, match", [(-0.5, r"beta=-0\.5 must be >= 0\.0"), (-1, r"beta=-1\.0 must be >= 0"),
+                                         (float("nan"), r"beta=nan must be a finite number"),
+                                         (float("inf"), r"beta=inf must be a finite number"),
+                                         ("1", r"beta='1' must be a finite number"),
+                                         (True, r"beta=True must be a finite number")])
+def test_bad_beta(beta, match):
+    with pytest.raises(vn.ConfigError, match=match):
+        _model(beta=beta)
+    model = _model()
+    with pytest.raises(vn.ConfigError, match=match):
+        model.beta = beta   # the setter checks too
+    assert model.beta == 1.0
+
+
+def test_good_edge_values_are_accepted():
+    assert _model(beta=0).beta == 0.0 and isinstance(_model(beta=4).beta, float)
+    assert vn.VAE(D, 5, 1).hidden_dims == (5,) and vn.VAE(D, [6, 4], 1).hidden_dims == (6, 4)
+    assert _model(dtype=np.float64).dtype == np.float64
+    assert _model(likelihood="gaussian", decoder_sigma=2).decoder_sigma == 2.0
+
+
+def test_bad_decoder_sigma_string_names_learned():
+    """Any string but 'learned': the message says that 'learned' and positive numbers are what is allowed."""
+    with pytest.raises(vn.ConfigError, match=r"decoder_sigma='fixed'.*positive number.*'learned'"):
+        _model(likelihood="gaussian", decoder_sigma="fixed")
+
+
+# ------------------------------------------------------------------------------------ forward / x
+@pytest.mark.parametrize("cls", [vn.VAE, vn.Autoencoder])
+@pytest.mark.parametrize("x, match", [
+    (np.zeros(D), r"x has shape \(10,\); expected a 2-D array \(N, 10\)"),
+    (np.zeros((3, 2, 5)), r"x has shape \(3, 2, 5\); expected a 2-D array \(N, 10\) \(flatten images with "
+                          r"x\.reshape\(len\(x\), -1\)\)"),
+    (np.zeros((3, 9)), r"x has shape \(3, 9\); expected \(N, 10\) to match the model"),
+    (np.zeros((0, D)), r"x has shape \(0, 10\); it needs at least 1 row"),
+    ([["a"] * D], r"x must be a numeric array"),
+])
+def test_bad_x_shape(cls, x, match):
+    model = cls(D, (5,), Z)
+    for call in (model.forward, model.encode):
+        with pytest.raises(vn.ConfigError, match=match):
+            call(x)
+
+
+@pytest.mark.parametrize("bad, where", [(np.nan, r"\(1, 3\)"), (np.inf, r"\(1, 3\)"), (-np.inf, r"\(1, 3\)")])
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+def test_nan_and_inf_in_x(bad, where, likelihood):
+    model = _model(likelihood=likelihood)
+    x = _x()
+    x[1, 3] = bad
+    with pytest.raises(vn.ConfigError, match=rf"x contains NaN or inf \(first at index {where}\); clean the data"):
+        model.forward(x)
+
+
+@pytest.mark.parametrize("lo, hi, match", [
+    (-0.1, 0.5, r"x has values in \[-0\.1, 0\.99\d*\]; a Bernoulli decoder needs targets in \[0, 1\]"),
+    (0.0, 1.5, r"x has values in \[0, 1\.5\]; a Bernoulli decoder needs targets in \[0, 1\]"),
+    (0.0, 255.0, r"\[0, 255\].*divide uint8 pixels by 255, or use likelihood='gaussian'"),
+])
+def test_bernoulli_targets_outside_unit_interval(lo, hi, match):
+    x = _x()
+    x[0, 0], x[2, 5] = lo, hi
+    model = _model()
+    for call in (model.forward, model.encode, lambda v: model.log_likelihood(v, n_samples=2),
+                 vn.Autoencoder(D, (5,), Z).forward):
+        with pytest.raises(vn.ConfigError, match=match):
+            call(x)
+
+
+def test_uint8_pixels_are_refused_by_bernoulli_and_gaussian_takes_any_real_x():
+    x = (np.random.default_rng(0).random((3, D)) * 255).astype(np.uint8)
+    with pytest.raises(vn.ConfigError, match=r"divide uint8 pixels by 255"):
+        _model().forward(x)
+    standardized = np.random.default_rng(1).standard_normal((3, D))   # negative and > 1: fine for a Gaussian
+    assert np.isfinite(_model(likelihood="gaussian").forward(standardized))
+
+
+@pytest.mark.parametrize("eps, match", [
+    (np.zeros((3, Z + 1)), r"eps has shape \(3, 3\); expected \(N, 2\) to match the model"),
+    (np.zeros((4, Z)), r"eps has shape \(4, 2\); expected \(3, 2\) to match x"),
+    (np.zeros(Z), r"eps has shape \(2,\); expected a 2-D array \(N, 2\)"),
+    (np.full((3, Z), np.nan), r"eps contains NaN or inf"),
+])
+def test_bad_eps(eps, match):
+    with pytest.raises(vn.ConfigError, match=match):
+        _model().forward(_x(), eps=eps)
+
+
+# ----------------------------------------------------------------------- decode / sample / evaluation
+def test_bad_decode_sample_and_log_likelihood_arguments():
+    model = _model()
+    with pytest.raises(vn.ConfigError, match=r"h has shape \(4, 3\); expected \(N, 2\) to match the model"):
+        model.decode(np.zeros((4, 3)))
+    with pytest.raises(vn.ConfigError, match=r"h contains NaN or inf"):
+        model.decode(np.full((1, Z), np.inf))
+    with pytest.raises(vn.ConfigError, match=r"n=0 must be an integer >= 1"):
+        model.sample(0)
+    with pytest.raises(vn.ConfigError, match=r"rng=.* must be a numpy\.random\.Generator"):
+        model.sample(2, rng=np.random.RandomState(0))
+    with pytest.raises(vn.ConfigError, match=r"seed=-2 must be a non-negative integer or None"):
+        model.sample(2, seed=-2)
+    with pytest.raises(vn.ConfigError, match=r"n_samples=0 must be an integer >= 1"):
+        model.log_likelihood(_x(), n_samples=0)
+    with pytest.raises(vn.ConfigError, match=r"max_rows=0 must be an integer >= 1"):
+        model.log_likelihood(_x(), n_samples=3, max_rows=0)
+    with pytest.raises(vn.ConfigError, match=r"x has shape \(3, 9\)"):
+        model.log_likelihood(np.zeros((3, D - 1)), n_samples=3)
+
+
+# ---------------------------------------------------------------------------------------- layers
+def test_dense_class_bad_arguments():
+    with pytest.raises(vn.ConfigError, match=r"in_dim=0 must be an integer >= 1"):
+        layers.Dense(0, 3)
+    with pytest.raises(vn.ConfigError, match=r"activation='gelu' is unknown; choose one of 'relu'.*'linear'"):
+        layers.Dense(2, 3, activation="gelu")
+
+
+def test_activation_functions_refuse_unknown_names():
+    """Not a bare KeyError: the named activation functions check the name like the constructors."""
+    with pytest.raises(vn.ConfigError, match=r"activation='gelu' is unknown; choose one of 'relu'"):
+        layers.activation_forward("gelu", np.zeros((2, 2)))
+    with pytest.raises(vn.ConfigError, match=r"activation='gelu' is unknown; choose one of 'relu'"):
+        layers.activation_backward("gelu", np.zeros((2, 2)), np.zeros((2, 2)))
