@@ -16,16 +16,20 @@ models.py (VAE, Autoencoder), optim.py (Adam, SGD), _kernels.py (Numba kernels a
 gradcheck.py, datasets.py, train.py, checkpoint.py, explore.py, plots.py, cli.py.
 """
 
-from . import datasets, gradcheck, layers, losses, sampling
+from . import datasets, evaluation, explore, gradcheck, layers, losses, plots, sampling
+from .checkpoint import load_checkpoint, load_model, save_model
 from .errors import CheckpointError, ConfigError, DataError, TrainingDiverged, VAENumpyError
+from .evaluation import evaluate
 from .models import VAE, Autoencoder
 from .optim import SGD, Adam
+from .train import resume, train
 
 __version__ = "0.1.0"
 
 __all__ = [
     "VAE", "Autoencoder", "Adam", "SGD",
+    "train", "resume", "evaluate", "evaluation", "save_model", "load_model", "load_checkpoint",
     "VAENumpyError", "ConfigError", "DataError", "CheckpointError", "TrainingDiverged",
-    "datasets", "gradcheck", "layers", "losses", "sampling",
+    "datasets", "gradcheck", "layers", "losses", "sampling", "explore", "plots",
     "__version__",
 ]

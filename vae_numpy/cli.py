@@ -52,8 +52,14 @@ def _cmd_datasets(args):
 
 # name -> (help, module holding add_arguments/run, or None for the functions in this file)
 COMMANDS = {
+    "train": ("train a VAE (default: MNIST, else the embedded digits) and write a run folder", ".commands.train"),
+    "evaluate": ("test metrics of a saved model: negative ELBO, IWAE log p(x), active units", ".commands.evaluate"),
+    "sample": ("decode samples from the prior of a saved model into a PNG grid", ".commands.sample"),
+    "explore": ("latent-space figures of a saved model: traversal, interpolation, map, manifold", ".commands.explore"),
+    "compare": ("samples of an autoencoder beside a VAE's at one latent size (AE vs VAE)", ".commands.compare"),
     "gradcheck": ("finite-difference checks of every layer, loss and model", None),
     "datasets": ("list the datasets, where each was found, and its size", None),
+    "assignments": ("write student versions of the tutorial notebooks", ".commands.assignments"),
 }
 
 

@@ -1,0 +1,278 @@
+"""03 · The VAE: the reparameterization trick, the closed-form KL, the ELBO, training on MNIST."""
+
+from .cells import answer, code, imports, md, solution, tests
+
+CELLS = [
+    md(r'''
+    # 03 · The variational autoencoder
+
+    The VAE (Kingma & Welling, 2014) is the autoencoder of notebook 02 with a distribution for a code. The
+    encoder outputs the parameters of $q(h \mid x) = \mathcal{N}\big(\mu(x), \operatorname{diag}\sigma^2(x)\big)$,
+    as $\mu$ and $\log\sigma^2$; the decoder defines $p(x \mid h)$; the prior is $p(h) = \mathcal{N}(0, I)$. The
+    loss is the negative ELBO of notebook 01, per example, averaged over the batch:
+
+    $$L = \frac{1}{N} \sum_n \Big[ -\log p(x_n \mid h_n)
+      + \beta\, \mathrm{KL}\big(q(h \mid x_n)\,\|\,\mathcal{N}(0, I)\big) \Big],$$
+
+    $$h_n = \mu_n + \sigma_n \odot \epsilon_n, \qquad \epsilon_n \sim \mathcal{N}(0, I),$$
+
+    with $\beta = 1$ for the ELBO itself. Two new pieces need a backward pass:
+
+    **The reparameterization** $h = \mu + \sigma \odot \epsilon$, $\sigma = \exp(\tfrac12 \log\sigma^2)$. Sampling
+    is not differentiable, but with the noise $\epsilon$ drawn outside, $h$ is a smooth function of $\mu$ and
+    $\log\sigma^2$:
+
+    $$\frac{\partial L}{\partial \mu} = \frac{\partial L}{\partial h}, \qquad
+      \frac{\partial L}{\partial \log\sigma^2} = \frac{\partial L}{\partial h} \odot \epsilon \odot \frac{\sigma}{2}.$$
+
+    **The KL to the prior**, in closed form for two Gaussians, with its derivatives:
+
+    $$\mathrm{KL} = -\frac{1}{2} \sum_j \big(1 + \log\sigma_j^2 - \mu_j^2 - \sigma_j^2\big), \qquad
+      \frac{\partial\,\mathrm{KL}}{\partial \mu} = \mu, \qquad
+      \frac{\partial\,\mathrm{KL}}{\partial \log\sigma^2} = \frac{\sigma^2 - 1}{2}.$$
+
+    $\mu$ and $\log\sigma^2$ feed both $h$ and the KL, so their gradients are the sums of the two paths.
+
+    You will write the reparameterization's backward pass and the KL with its gradient (graded by finite
+    differences), check the whole VAE's gradient, and train it on MNIST.
+    '''),
+    imports(),
+    md(r'''
+    ## The reparameterization trick
+
+    The package's sampler (`vn.sampling`); the one place where $\sigma$ is computed from $\log\sigma^2$ is
+    `std_from_log_var`, shared with the KL:
+    '''),
+    code('''
+        print(inspect.getsource(vn.sampling.std_from_log_var))
+        print(inspect.getsource(vn.sampling.reparameterize_forward))
+    '''),
+    md(r'''
+    Why not differentiate through the sampling some other way? The alternative, the score-function (REINFORCE)
+    estimator $\nabla_\mu \mathbb{E}_q[f(h)] = \mathbb{E}_q[f(h)\, \nabla_\mu \log q(h)]$, needs no derivative of
+    $f$ but is far noisier. For $q = \mathcal{N}(\mu, \sigma^2)$ and $f(h) = (h - c)^2$, whose exact gradient is
+    $2(\mu - c)$:
+    '''),
+    code('''
+        mu0, sigma0, c = 0.5, 1.5, 2.0
+        exact = 2 * (mu0 - c)                                   # d/dmu [(mu - c)^2 + sigma^2]
+        eps = np.random.default_rng(0).standard_normal(10_000)
+        h = mu0 + sigma0 * eps                                  # the reparameterization
+        pathwise = 2 * (h - c)                                  # f'(h) * dh/dmu, with dh/dmu = 1
+        score = (h - c) ** 2 * (h - mu0) / sigma0 ** 2          # f(h) * d log q(h) / dmu
+        print(f"exact gradient {exact:.3f}")
+        for name, g in (("pathwise (reparameterization)", pathwise), ("score function", score)):
+            print(f"{name:<30} mean {g.mean():7.3f}   std of one sample {g.std():6.2f}")
+            assert abs(g.mean() - exact) < 4 * g.std() / np.sqrt(len(g))
+        assert pathwise.std() < score.std() / 2
+    '''),
+    md(r'''
+    ### Exercise 1 (graded): the reparameterization's backward pass
+
+    Write `reparameterize_backward(dh, cache)`: `dh` is $\partial L / \partial h$ of shape (N, Z) and `cache` is
+    what `vn.sampling.reparameterize_forward` returns beside $h$, the pair `(eps, sigma)`. Return
+    `(dmu, dlog_var)`, each (N, Z), without modifying `dh`.
+    '''),
+    solution("nb03-reparam-backward", '''
+        def reparameterize_backward(dh, cache):
+            """dh: (N, Z) -> (dmu, dlog_var), each (N, Z), for h = mu + exp(log_var / 2) * eps."""
+            eps, sigma = cache
+            ### BEGIN SOLUTION
+            dmu = dh.copy()                       # dh/dmu = 1
+            dlog_var = dh * eps * sigma / 2       # dh/dlog_var = eps * dsigma/dlog_var = eps * sigma / 2
+            ### END SOLUTION
+            return dmu, dlog_var
+    '''),
+    tests("nb03-reparam-backward-tests", 3, '''
+        rng = np.random.default_rng(1)
+        mu, log_var, eps = rng.standard_normal((4, 3)), rng.standard_normal((4, 3)), rng.standard_normal((4, 3))
+        h, cache = vn.sampling.reparameterize_forward(mu, log_var, eps)
+        report = vn.gradcheck.check_function(
+            forward=lambda mu, log_var: vn.sampling.reparameterize_forward(mu, log_var, eps)[0],
+            backward=lambda dh: dict(zip(("mu", "log_var"), reparameterize_backward(dh, cache))),
+            inputs={"mu": mu, "log_var": log_var}, title="your reparameterize_backward")
+        print(report)
+        assert report.max_error < 1e-7
+        ### BEGIN HIDDEN TESTS
+        for shape in ((1, 5), (6, 2)):
+            mu, log_var, eps = (rng.standard_normal(shape) * 2 for _ in range(3))
+            h, cache = vn.sampling.reparameterize_forward(mu, log_var, eps)
+            dh = rng.standard_normal(shape)
+            dh_before = dh.copy()
+            mine = reparameterize_backward(dh, cache)
+            assert np.array_equal(dh, dh_before), "dh was modified"
+            for a, b in zip(mine, vn.sampling.reparameterize_backward(dh, cache), strict=True):
+                assert np.shape(a) == shape and vn.gradcheck.array_rel_error(a, b) < 1e-12
+        ### END HIDDEN TESTS
+    '''),
+    md(r'''
+    ## The KL divergence to the prior
+
+    For $q = \mathcal{N}(\mu, \sigma^2)$ and $p = \mathcal{N}(0, 1)$ in one dimension,
+    $\mathrm{KL} = \mathbb{E}_q[\log q - \log p] = -\log\sigma - \tfrac12 + \tfrac12(\sigma^2 + \mu^2)$, and a
+    diagonal Gaussian sums this over the dimensions. A Monte Carlo estimate agrees with the closed form (it is
+    what a VAE would have to use for a prior without one):
+    '''),
+    code('''
+        rng = np.random.default_rng(2)
+        mu, log_var = rng.standard_normal((1, 3)), rng.standard_normal((1, 3))
+        eps = rng.standard_normal((100_000, 3))
+        h, _ = vn.sampling.reparameterize_forward(np.repeat(mu, len(eps), 0), np.repeat(log_var, len(eps), 0), eps)
+        log_q = tutorial.log_q(h[None], mu, log_var)[0]                 # log q(h | x): (K,)
+        log_p = -0.5 * np.sum(h ** 2 + np.log(2 * np.pi), axis=1)       # log N(h | 0, I): (K,)
+        mc = np.mean(log_q - log_p)
+        closed = vn.losses.gaussian_kl(mu, log_var)[0]
+        print(f"closed form {closed:.4f}, Monte Carlo {mc:.4f} +- {np.std(log_q - log_p) / np.sqrt(len(eps)):.4f}")
+        assert abs(mc - closed) < 0.02
+    '''),
+    md(r'''
+    ### Exercise 2 (graded): the KL and its gradient
+
+    Write `kl_divergence(mu, log_var)`, returning the KL of each example, shape (N,), and
+    `kl_backward(dkl, mu, log_var)`, returning `(dmu, dlog_var)` given the upstream gradient `dkl` of shape (N,)
+    (one number per example: $\partial L / \partial \mathrm{KL}_n$).
+    '''),
+    solution("nb03-kl", '''
+        def kl_divergence(mu, log_var):
+            """KL(N(mu, diag exp(log_var)) || N(0, I)) per example. mu, log_var: (N, Z) -> (N,)."""
+            ### BEGIN SOLUTION
+            return -0.5 * np.sum(1 + log_var - mu ** 2 - np.exp(log_var), axis=1)
+            ### END SOLUTION
+
+
+        def kl_backward(dkl, mu, log_var):
+            """dkl: (N,) -> (dmu, dlog_var), each (N, Z)."""
+            ### BEGIN SOLUTION
+            dkl = np.asarray(dkl)[:, None]
+            return dkl * mu, dkl * (np.exp(log_var) - 1) / 2
+            ### END SOLUTION
+    '''),
+    tests("nb03-kl-tests", 3, '''
+        rng = np.random.default_rng(3)
+        mu, log_var = rng.standard_normal((4, 3)), rng.standard_normal((4, 3))
+        kl = kl_divergence(mu, log_var)
+        assert np.shape(kl) == (4,), "one KL per example"
+        assert vn.gradcheck.array_rel_error(kl, vn.losses.gaussian_kl(mu, log_var)) < 1e-12
+        report = vn.gradcheck.check_function(
+            forward=kl_divergence,
+            backward=lambda dkl: dict(zip(("mu", "log_var"), kl_backward(dkl, mu, log_var))),
+            inputs={"mu": mu, "log_var": log_var}, title="your KL gradient")
+        print(report)
+        assert report.max_error < 1e-7
+        ### BEGIN HIDDEN TESTS
+        zeros = np.zeros((2, 5))
+        assert np.allclose(kl_divergence(zeros, zeros), 0), "q = the prior has KL 0"
+        assert all(np.allclose(g, 0) for g in kl_backward(np.ones(2), zeros, zeros)), "and gradient 0"
+        mu, log_var, dkl = rng.standard_normal((6, 2)) * 3, rng.standard_normal((6, 2)) * 2, rng.standard_normal(6)
+        for a, b in zip(kl_backward(dkl, mu, log_var), vn.losses.gaussian_kl_backward(dkl, mu, log_var), strict=True):
+            assert vn.gradcheck.array_rel_error(a, b) < 1e-12
+        ### END HIDDEN TESTS
+    '''),
+    md(r'''
+    ## The ELBO of a VAE, and its gradient
+
+    `vn.VAE.forward(x, eps)` returns the mean negative ELBO and keeps its two parts in `model.last`. The same
+    number from the pieces: encode, reparameterize, decode, the Bernoulli log-likelihood, the KL.
+    '''),
+    code('''
+        model = vn.VAE(input_dim=20, hidden_dims=(16,), latent_dim=4, dtype="float64", seed=0)
+        rng = np.random.default_rng(4)
+        x_small, eps = rng.random((6, 20)), rng.standard_normal((6, 4))
+        loss = model.forward(x_small, eps=eps)
+        print(f"model.forward: {loss:.6f} nats;", {k: round(v, 4) for k, v in model.last.items()})
+
+        mu, log_var = model.encode(x_small)
+        h, _ = vn.sampling.reparameterize_forward(mu, log_var, eps)
+        p = model.decode(h)                                      # Bernoulli means, (6, 20)
+        reconstruction = -np.sum(x_small * np.log(p) + (1 - x_small) * np.log1p(-p), axis=1)
+        by_hand = np.mean(reconstruction + model.beta * vn.losses.gaussian_kl(mu, log_var))
+        print(f"by hand:       {by_hand:.6f} nats")
+        assert abs(loss - by_hand) < 1e-10 * abs(loss)
+    '''),
+    md(r'''
+    In the model, the reparameterization's backward pass and the KL's gradient run fused in one pass over the
+    (N, Z) arrays (`vae_numpy._kernels`, a Numba loop beside this NumPy twin). With $\beta / N$ the weight of
+    each KL term in the batch mean, the two paths into $\mu$ and $\log\sigma^2$ add:
+    '''),
+    code('''
+        print(inspect.getsource(vn._kernels.reparam_kl_backward_np))
+    '''),
+    md(r'''
+    `vn.gradcheck.check_model` checks `backward()` against finite differences of `forward(x, eps)` with the
+    noise held fixed, for every parameter, here for a Bernoulli decoder and a Gaussian decoder that learns its
+    variance per pixel (the lecture's $p(x \mid h) = \mathcal{N}(\mu_g(h), \operatorname{diag}\sigma_g(h))$):
+    '''),
+    code('''
+        for model in (vn.VAE(20, (16,), 4, beta=1.0, dtype="float64", seed=0),
+                      vn.VAE(20, (16, 8), 4, likelihood="gaussian", decoder_sigma="learned", dtype="float64", seed=1)):
+            print(vn.gradcheck.check_model(model, x_small).assert_ok(), "\\n")
+    '''),
+    md(r'''
+    ## Training on MNIST
+
+    `vn.train` runs the loop of notebook 02 with fresh noise $\epsilon$ for every batch, a validation set and a
+    history. In fast mode it sees a thousand digits for one epoch; otherwise all of MNIST (or the embedded
+    5,000 digits when offline) for 30 epochs.
+    '''),
+    code('''
+        data = tutorial.load_mnist(n_train=tutorial.pick(fast=1000, full=None),
+                                   n_test=tutorial.pick(fast=500, full=None))
+        print(data)
+        vae = vn.VAE(input_dim=784, hidden_dims=(400,), latent_dim=20, seed=0)
+        history = vn.train(vae, data.x_train, data.x_test, epochs=tutorial.pick(fast=1, full=30),
+                           batch_size=100, progress=False, callbacks=[tutorial.print_epoch])
+    '''),
+    code('''
+        epochs = [r["epoch"] for r in history]
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        ax.plot(epochs, [r["train_loss"] for r in history], "o-", label="train")
+        ax.plot(epochs, [r["val_loss"] for r in history], "o-", label="test")
+        ax.set(xlabel="epoch", ylabel="negative ELBO (nats)", title="Training curve")
+        ax.legend();
+    '''),
+    md(r'''
+    ## How good is it?
+
+    The negative ELBO on held-out digits bounds $-\log p(x)$ from above; the importance-weighted estimate of
+    notebook 01 (`model.log_likelihood`, through `vn.evaluation`) tightens it. The KL term is the number of nats
+    the code carries about each image; *active units* count the latent dimensions the model uses (notebook 05).
+    '''),
+    code('''
+        x_eval = data.x_test[:tutorial.pick(fast=100, full=1000)]
+        result = vn.evaluation.evaluate(vae, x_eval, iwae_samples=tutorial.pick(fast=10, full=500))
+        for key, value in result.items():
+            print(f"{key:<16} {value:.2f}" if isinstance(value, float) else f"{key:<16} {value}")
+        assert result["log_likelihood"] >= -result["neg_elbo"] - 1.0     # the IWAE bound is the tighter one
+    '''),
+    code('''
+        x_in, x_out = vn.explore.reconstructions(vae, data.x_test[:10])
+        vn.plots.reconstructions_figure(x_in, x_out)
+    '''),
+    code('''
+        vn.plots.samples_figure(vae.sample(32, seed=0))
+    '''),
+    md(r'''
+    ## Exercises
+
+    ### Exercise 3 (graded by hand): why log-variance?
+
+    The encoder outputs $\log\sigma^2$, not $\sigma$ or $\sigma^2$. Give two reasons.
+    '''),
+    answer("nb03-log-var", 2, r'''
+    1. **No constraint.** A standard deviation must be positive; the encoder's last layer is linear and can
+       output any real number. $\sigma = \exp(\tfrac12\log\sigma^2)$ is positive for every output, with no
+       clipping and no dead region.
+    2. **Stable, well-scaled numbers.** The KL contains $\log\sigma^2$ directly, so it needs no logarithm of a
+       possibly tiny $\sigma$; posterior variances span orders of magnitude, which become a modest range of
+       log-variances; and the gradients, $\partial\mathrm{KL}/\partial\log\sigma^2 = (\sigma^2 - 1)/2$ and
+       $\partial h / \partial \log\sigma^2 = \epsilon\sigma/2$, stay bounded as $\sigma \to 0$, where
+       $\partial\mathrm{KL}/\partial\sigma = \sigma - 1/\sigma$ would explode.
+    '''),
+    md(r'''
+    ### Exercise 4 (not graded)
+
+    Train with `likelihood="gaussian"` (fixed $\sigma = 1$), then with `decoder_sigma="learned"`. Compare the
+    reconstructions and the samples with the Bernoulli model's, and explain the difference from the size of the
+    reconstruction term against the KL.
+    '''),
+]

@@ -1,0 +1,189 @@
+"""04 · Exploring the latent space: traversal, interpolation, the 2-D map and manifold, AE vs VAE sampling."""
+
+from .cells import answer, code, imports, md
+
+CELLS = [
+    md(r'''
+    # 04 · Exploring the latent space
+
+    A trained VAE gives every image $x$ a posterior $q(h \mid x) = \mathcal{N}(\mu(x), \sigma^2(x))$; its mean
+    $\mu(x)$ is the image's *code*, and the decoder turns any point $h$ of the latent space back into an image.
+    Because the KL term pulls every $q(h \mid x)$ towards the prior $\mathcal{N}(0, I)$, the codes fill the region
+    the prior covers, without holes, and decoding a draw from the prior gives a plausible image. This notebook
+    looks at that space in five ways (`vn.explore` computes the arrays, `vn.plots` draws them):
+
+    - **KL per dimension**, how many nats dimension $j$ carries (the entries sum to the model's KL term):
+
+      $$\mathrm{KL}_j = \mathbb{E}_x\Big[-\tfrac12\big(1 + \log\sigma_j^2(x) - \mu_j^2(x) - \sigma_j^2(x)\big)\Big];$$
+
+    - **traversal**: decode $h$ with $h_j = t$ for $t \in [-3, 3]$ prior standard deviations and the other
+      dimensions fixed at an image's code;
+    - **interpolation** between two codes $h_a, h_b$: straight, $(1 - t) h_a + t h_b$, or spherical, with
+      $\Omega$ the angle between them,
+
+      $$\mathrm{slerp}(h_a, h_b, t) = \frac{\sin((1 - t)\Omega)}{\sin\Omega}\, h_a
+        + \frac{\sin(t\Omega)}{\sin\Omega}\, h_b;$$
+
+    - **the 2-D map and manifold** of a model with $Z = 2$: the codes of the test set, coloured by digit, and the
+      decoder evaluated over a grid of the prior's quantiles $\Phi^{-1}(q)$;
+    - **AE vs VAE sampling**: decode $\epsilon \sim \mathcal{N}(0, I)$ with an autoencoder and with a VAE of the
+      same size.
+
+    Three models are trained first: a VAE and an autoencoder with $Z = 16$, and a VAE with $Z = 2$. In fast mode
+    they see a thousand digits for one epoch each (the pictures are then rough); otherwise all of MNIST.
+    '''),
+    imports(),
+    code('''
+        data = tutorial.load_mnist(n_train=tutorial.pick(fast=1000, full=None),
+                                   n_test=tutorial.pick(fast=500, full=None))
+        epochs, hidden = tutorial.pick(fast=1, full=30), tutorial.pick(fast=(256,), full=(400,))
+        print(data, f"; {epochs} epoch(s), hidden layers {hidden}")
+        models = {"vae": vn.VAE(hidden_dims=hidden, latent_dim=16, seed=0),
+                  "ae": vn.Autoencoder(hidden_dims=hidden, latent_dim=16, seed=0),
+                  "vae2": vn.VAE(hidden_dims=hidden, latent_dim=2, seed=0)}
+        for name, model in models.items():
+            print(name)
+            vn.train(model, data.x_train, data.x_test, epochs=epochs, batch_size=100, progress=False,
+                     callbacks=[tutorial.print_epoch])
+        vae, ae, vae2 = models["vae"], models["ae"], models["vae2"]
+    '''),
+    md(r'''
+    A trained model is worth keeping: `model.save(path)` writes one `.npz` file (no pickle), `vn.load_model`
+    reads it back, and the loaded model decodes exactly as the original.
+    '''),
+    code('''
+        import tempfile
+        from pathlib import Path
+
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "vae.npz"
+            vae.save(path)
+            loaded = vn.load_model(path)
+            print(f"{path.name}: {path.stat().st_size / 1e6:.1f} MB")
+        h = np.random.default_rng(0).standard_normal((8, 16)).astype(np.float32)
+        assert np.array_equal(loaded.decode(h), vae.decode(h))
+    '''),
+    md(r'''
+    ## Which dimensions are in use?
+
+    A dimension with $\mathrm{KL}_j \approx 0$ has $q(h_j \mid x) = \mathcal{N}(0, 1)$ for every image: it tells
+    the decoder nothing, and the decoder learns to ignore it (notebook 05 follows this up).
+    '''),
+    code('''
+        kl = vn.explore.kl_per_dim(vae, data.x_test)
+        mu, log_var = vae.encode(data.x_test)
+        assert np.isclose(kl.sum(), vn.losses.gaussian_kl(mu.astype(float), log_var.astype(float)).mean())
+        print(f"KL term {kl.sum():.2f} nats; dimensions above 0.1 nats: {int(np.sum(kl > 0.1))} of {len(kl)}")
+        vn.plots.kl_figure(kl)
+    '''),
+    md(r'''
+    ## Traversals
+
+    Each row varies one latent dimension, the six with the largest KL, from $-3$ to $+3$, with the others held
+    at the code of one test image. Dimensions with a large KL change the image a lot; in a well-trained model
+    they often control one property (slant, width, stroke thickness), although nothing in the loss asks for it
+    (notebook 05 asks for it with $\beta$).
+    '''),
+    code('''
+        trav = vn.explore.traversal(vae, data.x_test[0], dims=6, x_for_kl=data.x_test)
+        print("rows vary dimensions", trav.dims.tolist(), "; images", trav.images.shape)
+        vn.plots.traversal_figure(trav)
+    '''),
+    md(r'''
+    ## Interpolations
+
+    Blending two images pixel by pixel superimposes them; walking between their codes passes through digits.
+    Why spherical? In $Z$ dimensions a draw from $\mathcal{N}(0, I)$ has a norm close to $\sqrt{Z}$, so the
+    prior's mass sits on a shell, and the straight line between two codes on the shell dips inside it, towards
+    the origin, where the decoder saw few codes. Slerp keeps the norm.
+    '''),
+    code('''
+        a = 0
+        b = int(np.argmax(data.y_test != data.y_test[a]))        # the first test digit of another class
+        print(f"from a {data.y_test[a]} to a {data.y_test[b]}")
+        vn.plots.interpolation_figure(vn.explore.interpolations(vae, data.x_test[a], data.x_test[b], n_steps=9))
+    '''),
+    code('''
+        h_a, h_b = vn.explore.codes(vae, data.x_test[[a, b]]).astype(np.float64)
+        t = np.linspace(0, 1, 9)
+        straight = (1 - t[:, None]) * h_a + t[:, None] * h_b
+        spherical = vn.explore.slerp(h_a, h_b, t)
+        print(f"sqrt(Z) = {np.sqrt(16):.2f}; norm of random prior draws: "
+              f"{np.linalg.norm(np.random.default_rng(0).standard_normal((1000, 16)), axis=1).mean():.2f}")
+        print("norm along the straight line:", np.round(np.linalg.norm(straight, axis=1), 2))
+        print("norm along the slerp path:   ", np.round(np.linalg.norm(spherical, axis=1), 2))
+        assert np.linalg.norm(spherical, axis=1).min() >= np.linalg.norm(straight, axis=1).min() - 1e-9
+    '''),
+    md(r'''
+    ## The 2-D latent space: map and manifold
+
+    With $Z = 2$ the codes can be drawn directly. Each digit class occupies a region, and the regions tile the
+    plane around the origin with no large gaps, because the KL term pulls every code towards
+    $\mathcal{N}(0, I)$. (For $Z > 2$, `latent_map` projects the codes on their first two principal axes.)
+    '''),
+    code('''
+        vn.plots.latent_map_figure(vn.explore.latent_map(vae2, data.x_test, data.y_test))
+    '''),
+    md(r'''
+    The manifold decodes a grid over the prior: equal steps of probability mass, $h_i = \Phi^{-1}(q_i)$ with
+    $q_i$ from 0.05 to 0.95, as in Kingma & Welling's figure 4. Every point of the grid decodes to something
+    digit-like, and neighbouring points to similar images.
+    '''),
+    code('''
+        vn.plots.manifold_figure(vn.explore.manifold(vae2, n=15))
+    '''),
+    md(r'''
+    ## AE vs VAE: sampling from the prior
+
+    An autoencoder is trained to reconstruct, nothing else: its codes sit wherever the encoder put them, at any
+    scale and with holes between the classes. Decoding $\epsilon \sim \mathcal{N}(0, I)$ with it gives blobs.
+    Fitting a Gaussian $\mathcal{N}(m, C)$ to its training codes helps, but the holes remain. The VAE's codes
+    were pulled towards $\mathcal{N}(0, I)$ during training, so its prior samples are digits. The same
+    $\epsilon$ is used in the three panels.
+    '''),
+    code('''
+        samples = vn.explore.ae_vs_vae_samples(ae, vae, data.x_train, n=32, seed=0)
+        vn.plots.ae_vs_vae_figure(samples)
+    '''),
+    md(r'''
+    A number to go with the picture: fit $\mathcal{N}(m, C)$ to each model's codes of the training images and
+    measure how far it is from the prior, in closed form:
+
+    $$\mathrm{KL}\big(\mathcal{N}(m, C)\,\|\,\mathcal{N}(0, I)\big)
+      = \tfrac12\big(\operatorname{tr} C + m^\top m - Z - \log\det C\big).$$
+    '''),
+    code('''
+        for name, model in (("autoencoder", ae), ("VAE", vae)):
+            c = vn.explore.codes(model, data.x_train).astype(np.float64)
+            m, C = c.mean(axis=0), np.cov(c, rowvar=False)
+            gap = 0.5 * (np.trace(C) + m @ m - len(m) - np.linalg.slogdet(C)[1])
+            print(f"{name:<12} codes: mean norm {np.linalg.norm(c, axis=1).mean():6.2f}, "
+                  f"KL(N(m, C) || N(0, I)) = {gap:8.2f} nats")
+    '''),
+    md(r'''
+    ## Exercises
+
+    ### Exercise 1 (graded by hand): holes
+
+    Look at the AE's fitted-Gaussian samples and the VAE's. Explain what in the VAE's loss fills the holes
+    between the classes in its latent space, and why an autoencoder whose codes happen to have mean 0 and
+    covariance $I$ would still produce worse samples than the VAE.
+    '''),
+    answer("nb04-holes", 2, r'''
+    Two terms do it. The KL term pulls each $q(h \mid x)$ towards $\mathcal{N}(0, I)$, so the codes of all the
+    images together cover the prior's region instead of sitting at arbitrary places and scales. And each code
+    is a *distribution*, not a point: during training the decoder sees $h = \mu + \sigma\epsilon$, a whole cloud
+    around every code, and must decode every point of it to the image, so the region between neighbouring
+    codes is filled with decodable points. An autoencoder with codes of mean 0 and covariance $I$ matches the
+    prior only in its first two moments: its codes can still lie on a thin, clustered set with empty space in
+    between, and the decoder was never trained on codes there, so a prior draw that lands in a gap decodes to a
+    blend or a blob.
+    '''),
+    md(r'''
+    ### Exercise 2 (not graded)
+
+    Traverse the autoencoder (`vn.explore.traversal(ae, x, dims=6, x_for_kl=data.x_test)`, in units of each
+    code's spread) and compare with the VAE's traversal. Then interpolate between two images of the same digit
+    and of two different digits; where does the VAE's path change class?
+    '''),
+]

@@ -1,0 +1,157 @@
+"""05 · beta-VAE and disentanglement, KL warm-up, posterior collapse and active units."""
+
+from .cells import answer, code, imports, md
+
+CELLS = [
+    md(r'''
+    # 05 · β-VAE, KL warm-up, posterior collapse
+
+    The VAE's loss weighs its two terms equally. The **β-VAE** (Higgins et al., 2017) weighs the KL by $\beta$:
+
+    $$L_\beta = \mathbb{E}_x\Big[\, \mathbb{E}_q\big[-\log p(x \mid h)\big]
+      + \beta\, \mathrm{KL}\big(q(h \mid x)\,\|\,\mathcal{N}(0, I)\big) \Big].$$
+
+    $\beta > 1$ makes every nat of information in the code more expensive. The model then spends its budget on
+    the few factors that explain the most pixels and, since the prior's dimensions are independent, tends to
+    give each factor its own dimension: the code becomes more *disentangled*, the reconstructions blurrier.
+
+    The price of information can also be too high. **Posterior collapse**: a dimension whose KL is not worth its
+    cost gets $q(h_j \mid x) = \mathcal{N}(0, 1)$ for every $x$; it carries nothing and the decoder ignores it.
+    Early in training the decoder is poor, the KL term is easy to reduce, and dimensions can collapse before
+    they become useful. **KL warm-up** (Bowman et al., 2016; Sønderby et al., 2016) multiplies the KL term by a
+    weight rising from 0 to 1 over the first epochs (`vn.train(..., beta_warmup=epochs)`).
+
+    Two measures of what is in use: the KL per dimension (notebook 04), and **active units** (Burda et al.,
+    2016), the dimensions whose posterior mean moves with the input,
+
+    $$A = \#\{\, j : \operatorname{Var}_x\big(\mathbb{E}_q[h_j \mid x]\big) > 0.01 \,\}.$$
+
+    All numbers below compare models on the plain ELBO ($\beta = 1$), whatever $\beta$ they were trained with.
+    In fast mode the models see a thousand digits for one epoch or two; the trends are clearer on full runs.
+    '''),
+    imports(),
+    code('''
+        data = tutorial.load_mnist(n_train=tutorial.pick(fast=1000, full=None),
+                                   n_test=tutorial.pick(fast=500, full=None))
+        epochs, hidden = tutorial.pick(fast=1, full=20), tutorial.pick(fast=(128,), full=(400,))
+        print(data, f"; {epochs} epoch(s), hidden layers {hidden}")
+    '''),
+    md(r'''
+    ## A sweep over β
+
+    `vn.explore.beta_sweep` trains one VAE per $\beta$ from the same initial weights on the same batches, so
+    $\beta$ is the only difference. `vn.evaluation.evaluate` gives each model's negative ELBO, its two parts and
+    its active units on the test set.
+    '''),
+    code('''
+        betas = (0.5, 1.0, 4.0, 16.0)
+        sweep = vn.explore.beta_sweep(betas=betas, x_train=data.x_train, epochs=epochs, latent_dim=10,
+                                      hidden_dims=hidden, batch_size=100, seed=0)
+        print(f"{'beta':>6} {'-ELBO':>9} {'reconstruction':>15} {'KL':>7} {'active units':>13}")
+        results = {}
+        for r in sweep:
+            results[r.beta] = vn.evaluation.evaluate(r.model, data.x_test, iwae_samples=0)
+            e = results[r.beta]
+            print(f"{r.beta:6g} {e['neg_elbo']:9.2f} {e['reconstruction']:15.2f} {e['kl']:7.2f} "
+                  f"{e['active_units']:>8} / {e['latent_dim']}")
+        assert results[16.0]["kl"] < results[0.5]["kl"]        # a dearer KL buys less information
+    '''),
+    code('''
+        traversals = [vn.explore.traversal(r.model, data.x_test[0], dims=5, x_for_kl=data.x_test) for r in sweep]
+        vn.plots.beta_sweep_figure([r.beta for r in sweep], traversals)
+    '''),
+    md(r'''
+    Read the figure column by column: as $\beta$ grows, fewer dimensions keep a large KL, the others fall to
+    zero (their traversal rows stop changing), and the remaining ones vary the image more cleanly, at the cost
+    of detail.
+
+    ## Active units and the KL per dimension
+
+    A collapsed dimension shows up in both measures: its posterior mean does not move with $x$ and its KL is
+    near 0. Plotted for every dimension of every model of the sweep:
+    '''),
+    code('''
+        fig, ax = plt.subplots(figsize=(5.5, 4))
+        for r in sweep:
+            _, variances = vn.evaluation.active_units(r.model, data.x_test)
+            kl = vn.explore.kl_per_dim(r.model, data.x_test)
+            ax.scatter(variances, kl, label=f"beta = {r.beta:g}", alpha=0.8)
+        ax.axvline(0.01, color="k", ls=":", label="active-unit threshold")
+        ax.set(xscale="log", xlabel="Var_x(mu_j(x))", ylabel="KL_j (nats)", title="One point per latent dimension")
+        ax.legend(fontsize="small");
+    '''),
+    md(r'''
+    ## KL warm-up
+
+    Two VAEs with the same weights and batches, one trained with the full KL from the first step and one whose
+    KL weight rises linearly to 1 over the first epochs. The history records the weight reached at each
+    epoch's end; once it is 1 both optimize the same objective.
+    '''),
+    code('''
+        warm_epochs = tutorial.pick(fast=3, full=40)
+        warmup = tutorial.pick(fast=2, full=10)
+        runs = {}
+        for name, beta_warmup in (("no warm-up", 0), (f"warm-up over {warmup} epoch(s)", warmup)):
+            model = vn.VAE(hidden_dims=hidden, latent_dim=32, seed=0)
+            history = vn.train(model, data.x_train, data.x_test, epochs=warm_epochs, batch_size=100,
+                               beta_warmup=beta_warmup, seed=0, progress=False)
+            runs[name] = (model, history)
+            print(name)
+            every = max(1, warm_epochs // 8)
+            for rec in history:
+                if rec["epoch"] % every == 0 or rec["epoch"] in (1, warmup, warm_epochs):
+                    print(f"  epoch {rec['epoch']:3d}: KL weight {rec['kl_weight']:.2f}, train KL {rec['kl']:6.2f}, "
+                          f"test -ELBO {rec['val_reconstruction'] + rec['val_kl']:8.2f}")
+        for name, (model, _) in runs.items():
+            count, _ = vn.evaluation.active_units(model, data.x_test)
+            print(f"{name}: {count} active units of {model.latent_dim}")
+        assert runs["no warm-up"][1][-1]["kl_weight"] == 1.0
+    '''),
+    code('''
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        for name, (model, history) in runs.items():
+            ax.plot([r["epoch"] for r in history], [r["kl"] for r in history], "o-", label=name)
+        ax.set(xlabel="epoch", ylabel="train KL (nats)", title="The KL term with and without warm-up")
+        ax.legend();
+    '''),
+    md(r'''
+    ## Forcing a collapse
+
+    Posterior collapse is easiest to see at its extreme. With a large $\beta$ the KL of every dimension falls to a
+    fraction of a nat, even where the posterior mean still moves enough to pass the active-unit threshold: the
+    code says almost nothing about the image, and the decoder draws nearly the same blurred digit for every
+    input.
+    '''),
+    code('''
+        collapsed = sweep[-1].model
+        kl = vn.explore.kl_per_dim(collapsed, data.x_test)
+        print(f"beta = {sweep[-1].beta:g}: KL per dimension", np.round(kl, 3))
+        x_in, x_out = vn.explore.reconstructions(collapsed, data.x_test[:10])
+        vn.plots.reconstructions_figure(x_in, x_out, title=f"beta = {sweep[-1].beta:g}: inputs above reconstructions")
+    '''),
+    md(r'''
+    ## Exercises
+
+    ### Exercise 1 (graded by hand): the two measures
+
+    Why does a collapsed dimension have both $\mathrm{KL}_j \approx 0$ and $\operatorname{Var}_x(\mu_j) \approx 0$?
+    Can a dimension have $\operatorname{Var}_x(\mu_j) > 0.01$ and still a small KL? What would it mean?
+    '''),
+    answer("nb05-measures", 2, r'''
+    $\mathrm{KL}_j = \mathbb{E}_x\big[\tfrac12(\mu_j^2 + \sigma_j^2 - 1 - \log\sigma_j^2)\big]$ is a sum of two
+    non-negative parts, $\tfrac12\mu_j^2$ and $\tfrac12(\sigma_j^2 - 1 - \log\sigma_j^2)$. It is near 0 only if
+    $\mu_j(x) \approx 0$ and $\sigma_j(x) \approx 1$ for (almost) every $x$, and then $\mu_j$ cannot vary with
+    $x$: $\operatorname{Var}_x(\mu_j) \le \mathbb{E}_x[\mu_j^2] \le 2\,\mathrm{KL}_j$. So a small KL forces a
+    small variance. The converse is weaker: with $\operatorname{Var}(\mu_j) = 0.02$ the KL is at least 0.01
+    nats, small but not zero. Such a dimension is *active* by Burda's threshold while carrying very little
+    information, e.g. a dimension in the middle of collapsing, or one that encodes a faint factor; the
+    threshold is a convention, and the KL per dimension is the finer measure.
+    '''),
+    md(r'''
+    ### Exercise 2 (not graded)
+
+    With the full data, train with $\beta = 4$ for 30 epochs and look at the traversal: name the factor each
+    active dimension controls. Then train a model with `latent_dim=64` with and without `beta_warmup=10` and
+    compare their active units.
+    '''),
+]

@@ -1,0 +1,124 @@
+"""Subcommands of ``vae-numpy`` that need more than a few lines, one module each (``add_arguments``, ``run``).
+
+Shared here: argument types that fail with one line, and how a command picks and loads its dataset.
+Nothing heavy is imported at module level: ``vae-numpy --help`` builds every subparser.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+DATASETS = ("mnist", "fashion-mnist", "mnist-5k")
+AUTO_FIRST, AUTO_FALLBACK = "mnist", "mnist-5k"
+
+
+# --------------------------------------------------------------------------------- argument types
+def positive_int(text):
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return value
+
+
+def nonnegative_int(text):
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a non-negative integer")
+    return value
+
+
+def positive_float(text):
+    """argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
+    return value
+
+
+def nonnegative_float(text):
+    """argparse type: a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a non-negative number")
+    return value
+
+
+def hidden_dims(text):
+    """argparse type: '400' or '512,256' -> (400,) or (512, 256)."""
+    try:
+        dims = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        dims = ()
+    if not dims or min(dims) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of positive widths, e.g. "
+                                         "400 or 512,256")
+    return dims
+
+
+def add_data_arguments(p):
+    """--data-dir and --offline, shared by train and evaluate."""
+    p.add_argument("--data-dir", default=None, metavar="D",
+                   help="a folder with the IDX files, looked in before the cache (see 'vae-numpy datasets')")
+    p.add_argument("--offline", action="store_true",
+                   help="never download (same as VAE_NUMPY_OFFLINE=1)")
+
+
+# ------------------------------------------------------------------------------------------ data
+def _where(name, split, data_dir):
+    from ..datasets import locate
+    loc = locate(name, split, data_dir)
+    if name == AUTO_FALLBACK:
+        return "the 5,000 MNIST digits embedded in vae-numpy"
+    return f"from {loc.folder}" if loc.found else "downloading into the cache"
+
+
+def load_splits(name, data_dir=None, offline=False, progress=True):
+    """Both splits of `name`: (train_images, test_images), uint8 (N, 28, 28) each, and where they came from.
+
+    Raises DataError (not found and not downloadable), ConfigError (unknown name).
+    """
+    from ..datasets import is_offline, load_dataset
+    where = _where(name, "train", data_dir)
+    download = not (offline or is_offline())
+    train, _ = load_dataset(name, "train", data_dir=data_dir, download=download, progress=progress)
+    test, _ = load_dataset(name, "test", data_dir=data_dir, download=download, progress=progress)
+    return train, test, where
+
+
+def choose_dataset(name, data_dir=None, offline=False, progress=True):
+    """Load `name`, or with name None MNIST when it is on disk or downloadable, else the embedded mnist-5k.
+
+    Returns
+    -------
+    name, train_images, test_images, line
+        `line` says which dataset is used and why (one line, for the user).
+    """
+    from ..datasets import is_offline
+    from ..errors import DataError
+    if name is not None:
+        train, test, where = load_splits(name, data_dir, offline, progress)
+        return name, train, test, f"dataset: {name} ({where}): {len(train):,} train / {len(test):,} test images"
+    try:
+        train, test, where = load_splits(AUTO_FIRST, data_dir, offline, progress)
+    except DataError:
+        off = offline or is_offline()
+        why = ("MNIST is not on disk and downloads are off" if off else
+               "MNIST is not on disk and could not be downloaded")
+        train, test, _ = load_splits(AUTO_FALLBACK)
+        return (AUTO_FALLBACK, train, test, f"dataset: {AUTO_FALLBACK} ({why}; using the 5,000 digits embedded in "
+                f"vae-numpy: {len(train):,} train / {len(test):,} test)")
+    return AUTO_FIRST, train, test, f"dataset: mnist ({where}): {len(train):,} train / {len(test):,} test images"

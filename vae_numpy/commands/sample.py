@@ -1,0 +1,38 @@
+"""``vae-numpy sample CKPT -n 64 --out PNG``: decode n draws from the prior N(0, I) into one image grid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import positive_int
+
+
+def add_arguments(p):
+    p.add_argument("checkpoint", metavar="CKPT", help="a model.npz written by 'vae-numpy train' or model.save")
+    p.add_argument("-n", type=positive_int, default=64, metavar="N", help="how many samples, default 64")
+    p.add_argument("--out", default="samples.png", metavar="PNG", help="the image to write, default samples.png")
+    p.add_argument("--seed", type=int, default=0, metavar="S", help="seeds the draws h ~ N(0, I), default 0")
+    p.add_argument("--cols", type=positive_int, default=None, metavar="C",
+                   help="images per row, default about sqrt(N)")
+
+
+def run(args):
+    import math
+
+    from ..checkpoint import load_checkpoint
+    from ..errors import ConfigError
+    from ..plots import samples_figure, save_figure
+    if args.seed < 0:
+        raise ConfigError(f"--seed {args.seed} must be a non-negative integer")
+    out = Path(args.out)
+    if out.suffix.lower() != ".png":
+        raise ConfigError(f"--out {args.out!r} must name a .png file")
+    if out.parent != Path("") and not out.parent.is_dir():
+        raise ConfigError(f"--out {args.out!r}: the folder {out.parent} does not exist")
+    model = load_checkpoint(args.checkpoint).model
+    images = model.sample(args.n, seed=args.seed)
+    cols = args.cols or math.ceil(math.sqrt(args.n))
+    kind = "VAE" if model.kind == "vae" else "autoencoder"
+    save_figure(samples_figure(images, n_cols=cols, title=f"{args.n} samples decode(h), h ~ N(0, I) ({kind})"), out)
+    print(f"wrote {out}: {args.n} samples from {args.checkpoint}")
+    return 0

@@ -1,0 +1,181 @@
+"""``vae-numpy train``: train a VAE (or an autoencoder) and write a run folder.
+
+The run folder (``--out``, default ``runs/<timestamp>``) holds ``model.npz`` (a training checkpoint, written
+atomically after every epoch: ``--resume`` continues from it), ``metrics.json`` (rewritten every epoch) and, at
+the end, the figures ``loss.png``, ``reconstructions.png`` and ``samples.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from . import DATASETS, add_data_arguments, choose_dataset, hidden_dims, nonnegative_float, positive_float, positive_int
+
+DEFAULT_EPOCHS = {"mnist-5k": 30}   # about a minute on 2 cores; 60,000-image sets get FULL_EPOCHS
+FULL_EPOCHS = 5   # as benchmarks/bench_recipe.py, where vae-numpy and PyTorch are compared
+# flags that describe the model or the loop: fixed by the checkpoint when resuming (None = not given)
+MODEL_FLAGS = {"hidden": (400,), "latent_dim": 20, "beta": 1.0, "likelihood": "bernoulli", "model": "vae",
+               "lr": 1e-3, "batch_size": 128, "binarize": "none", "seed": 0, "beta_warmup": 0.0,
+               "clip_grad": None}
+
+
+def add_arguments(p):
+    p.add_argument("--dataset", choices=DATASETS, default=None,
+                   help="default: mnist if it is on disk or can be downloaded, else the embedded mnist-5k")
+    add_data_arguments(p)
+    p.add_argument("--epochs", type=positive_int, default=None, metavar="N",
+                   help=f"epochs in total; default {DEFAULT_EPOCHS['mnist-5k']} on mnist-5k, {FULL_EPOCHS} on the "
+                        "60,000-image sets (about a minute on 2 cores); with --resume, default: the run's own")
+    p.add_argument("--batch-size", type=positive_int, default=None, metavar="B", help="default 128")
+    p.add_argument("--lr", type=positive_float, default=None, help="Adam's learning rate, default 1e-3")
+    p.add_argument("--hidden", type=hidden_dims, default=None, metavar="400[,200...]",
+                   help="hidden widths of the encoder (the decoder mirrors them), default 400")
+    p.add_argument("--latent-dim", type=positive_int, default=None, metavar="Z", help="default 20")
+    p.add_argument("--beta", type=nonnegative_float, default=None, help="weight of the KL term, default 1")
+    p.add_argument("--likelihood", choices=("bernoulli", "gaussian"), default=None, help="default bernoulli")
+    p.add_argument("--binarize", choices=("none", "static", "dynamic"), default=None,
+                   help="none: pixels / 255 (default); static: one fixed binary sample; dynamic: a new one per batch")
+    p.add_argument("--model", choices=("vae", "ae"), default=None, help="vae (default) or a plain autoencoder")
+    p.add_argument("--beta-warmup", type=nonnegative_float, default=None, metavar="EPOCHS",
+                   help="raise the KL weight linearly from 0 to 1 over this many epochs, default 0")
+    p.add_argument("--clip-grad", type=positive_float, default=None, metavar="NORM",
+                   help="clip the global gradient norm, default off")
+    p.add_argument("--seed", type=int, default=None, metavar="S", help="default 0: the same seed, the same run")
+    p.add_argument("--out", default=None, metavar="DIR", help="the run folder, default runs/<timestamp>")
+    p.add_argument("--resume", default=None, metavar="CKPT",
+                   help="continue the run saved in CKPT (its model.npz) up to --epochs in total")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-figures", action="store_true", help="skip the PNG figures (loss, reconstructions, samples)")
+
+
+def _out_dir(args, resume_path):
+    if args.out is not None:
+        return Path(args.out)
+    if resume_path is not None:
+        return resume_path.parent
+    base = Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+    out, k = base, 2
+    while out.exists():
+        out, k = Path(f"{base}-{k}"), k + 1
+    return out
+
+
+def _usage(message):
+    from ..errors import ConfigError
+    return ConfigError(message)
+
+
+def _new_model(args):
+    from .. import VAE, Adam, Autoencoder
+    s = {k: (MODEL_FLAGS[k] if getattr(args, k) is None else getattr(args, k)) for k in MODEL_FLAGS}
+    if s["model"] == "ae" and args.beta is not None:
+        raise _usage("--beta applies to a VAE; an autoencoder (--model ae) has no KL term")
+    kwargs = {"hidden_dims": s["hidden"], "latent_dim": s["latent_dim"], "likelihood": s["likelihood"],
+              "seed": s["seed"]}
+    model = Autoencoder(**kwargs) if s["model"] == "ae" else VAE(beta=s["beta"], **kwargs)
+    return model, Adam(model.params, lr=s["lr"]), s
+
+
+def _describe(model, opt, settings, epochs):
+    dims = "-".join(str(d) for d in (model.input_dim, *model.hidden_dims, model.latent_dim))
+    kind = "VAE" if model.kind == "vae" else "autoencoder"
+    beta = f", beta {model.beta:g}" if model.kind == "vae" and model.beta != 1 else ""
+    return (f"model: {kind} {dims}, {model.likelihood}{beta}, {model.n_params:,} parameters; "
+            f"{type(opt).__name__} lr {opt.lr:g}, batch {settings['batch_size']}, {epochs} epochs, "
+            f"binarize {settings['binarize']}, seed {settings['seed']}")
+
+
+def _metrics(model, opt, settings, dataset, history, n_test):
+    rows = [{"epoch": r["epoch"], "train_loss": r["train_loss"], "test_loss": r["val_loss"],
+             "test_reconstruction": r["val_reconstruction"], "test_kl": r["val_kl"],
+             "train_reconstruction": r["reconstruction"], "train_kl": r["kl"], "seconds": r["seconds"]}
+            for r in history]
+    train = {k: settings[k] for k in ("batch_size", "binarize", "seed", "beta_warmup", "clip_grad", "epochs")}
+    config = {"model": model.config(), "optimizer": {"name": type(opt).__name__, "lr": opt.lr},
+              "train": {**train, "n_train": settings["n_train"], "n_test": n_test}}
+    return {"config": config, "dataset": dataset, "history": rows}
+
+
+def _write_json(path, obj):
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+def run(args):
+    from ..checkpoint import load_checkpoint
+    from ..errors import TrainingDiverged
+    from ..train import train
+    resume_path = None if args.resume is None else Path(args.resume)
+    state = None
+    if resume_path is not None:
+        given = [f"--{k.replace('_', '-')}" for k in MODEL_FLAGS if getattr(args, k) is not None]
+        if given:
+            raise _usage(f"{', '.join(given)} cannot change when resuming: the run keeps the settings saved in "
+                         f"{resume_path} (only --epochs, --out, --data-dir, --offline, --no-progress, --no-figures apply)")
+        ck = load_checkpoint(resume_path)
+        if not ck.train_state or ck.optimizer is None:
+            raise _usage(f"{resume_path} holds a model but no training state; it cannot be resumed")
+        model, opt, state = ck.model, ck.optimizer, ck.train_state
+        settings = dict(state)
+        if args.dataset is not None and args.dataset != state.get("dataset"):
+            raise _usage(f"{resume_path} was trained on {state.get('dataset')}; resume it on the same dataset")
+        dataset = state.get("dataset")
+        epochs = args.epochs if args.epochs is not None else state["epochs"]
+        if epochs <= state["epoch"]:
+            raise _usage(f"{resume_path} has already trained {state['epoch']} epochs; pass --epochs N with N > "
+                         f"{state['epoch']} (the total) to continue")
+    else:
+        model, opt, settings = _new_model(args)
+        dataset = args.dataset
+    out = _out_dir(args, resume_path)
+    ckpt = out / "model.npz"
+    if resume_path is None and ckpt.exists():
+        raise _usage(f"{out} already holds a run (model.npz); choose another --out, or continue it with "
+                     f"--resume {ckpt}")
+    progress = not args.no_progress
+    dataset, x_train, x_test, line = choose_dataset(dataset, args.data_dir, args.offline, progress)
+    print(line)
+    if state is None:
+        epochs = args.epochs or DEFAULT_EPOCHS.get(dataset, FULL_EPOCHS)
+    print(_describe(model, opt, settings, epochs))
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"writing {out}/" + (f" (resuming after epoch {state['epoch']})" if state else ""))
+
+    def report(model, history):
+        r = history[-1]
+        settings.update(epochs=epochs, n_train=len(x_train))
+        _write_json(out / "metrics.json", _metrics(model, opt, settings, dataset, history, len(x_test)))
+        from tqdm import tqdm
+        tqdm.write(f"epoch {r['epoch']:>{len(str(epochs))}}/{epochs}  train {r['train_loss']:8.2f}  test "
+                   f"{r['val_loss']:8.2f} = rec {r['val_reconstruction']:7.2f} + KL {r['val_kl']:6.2f}  "
+                   f"({r['seconds']:.1f} s)")
+
+    try:
+        history = train(model, x_train, x_test, epochs=epochs, batch_size=settings["batch_size"], optimizer=opt,
+                        seed=settings["seed"], beta_warmup=settings["beta_warmup"],
+                        clip_grad=settings["clip_grad"], callbacks=[report], progress=progress,
+                        binarize=settings["binarize"], checkpoint=ckpt, state=state, info={"dataset": dataset})
+    except TrainingDiverged as exc:
+        print(f"vae-numpy: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"vae-numpy: interrupted; continue with: vae-numpy train --resume {ckpt}", file=sys.stderr)
+        return 130
+    figures = []
+    if not args.no_figures:
+        from ..plots_train import run_figures
+        figures = run_figures(model, history, x_test, out, binarize=settings["binarize"])
+    last = history[-1]
+    if model.kind == "vae":
+        print(f"test negative ELBO {last['val_reconstruction'] + last['val_kl']:.2f} nats per image "
+              f"(reconstruction {last['val_reconstruction']:.2f} + KL {last['val_kl']:.2f})")
+    else:
+        print(f"test reconstruction loss {last['val_reconstruction']:.2f} nats per image")
+    print(f"wrote {ckpt}, {out / 'metrics.json'}" + "".join(f", {p.name}" for p in figures))
+    print(f"next: vae-numpy evaluate {ckpt}   |   vae-numpy sample {ckpt} -n 64 --out samples.png")
+    return 0
