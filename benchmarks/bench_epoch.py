@@ -62,19 +62,29 @@ def architecture(deep: bool) -> tuple[int, tuple[int, ...], int]:
     return (784, (512, 256), 32) if deep else (784, (400,), 20)
 
 
-def peak_rss_mb() -> float:
-    """This process's peak resident set size so far (Linux reports ru_maxrss in KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def current_rss_mb() -> float | None:
+def _proc_status_mb(key: str) -> float | None:
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(key + ":"):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
     return None
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size so far, MB: VmHWM from /proc/self/status.
+
+    Not ``getrusage(RUSAGE_SELF).ru_maxrss``: Linux carries that over exec from the process that forked, so
+    every worker would report at least the driver's own RSS (vae_numpy, matplotlib and the data set: ~180 MB).
+    ``ru_maxrss`` is the fallback where /proc is missing.
+    """
+    hwm = _proc_status_mb("VmHWM")
+    return hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def current_rss_mb() -> float | None:
+    return _proc_status_mb("VmRSS")
 
 
 def rss_stage() -> list:
@@ -317,6 +327,8 @@ t0 = time.perf_counter()
 import numpy as np
 import vae_numpy as vn
 t1 = time.perf_counter()
+HEAVY = ("matplotlib", "scipy", "tqdm", "IPython", "pandas")
+after_import = [m for m in HEAVY if m in sys.modules]
 spec = json.loads(sys.argv[1])
 images = np.load(spec["npy"])
 t2 = time.perf_counter()
@@ -352,6 +364,8 @@ print("RESULT " + json.dumps({"import_s": t1 - t0, "load_npy_s": t2 - t1, "build
                               "first_step_s": t4 - t3, "first_batch_s": (t1 - t0) + (t4 - t2),
                               "first_forward_s": tf - t3, "first_backward_s": tb - tf, "first_adam_s": t4 - tb,
                               "wall_from_spawn_end": time.time() - (t2 - t1), "numba_cache_hits": hits,
+                              "heavy_modules_after_import": after_import,
+                              "heavy_modules_after_first_batch": [m for m in HEAVY if m in sys.modules],
                               "numba_cache_misses": misses}))
 """
 
@@ -404,11 +418,23 @@ class Profiler:
         self.stack = []  # frames: [label, children_time, layer]
         self.excl = defaultdict(float)
         self.calls = defaultdict(int)
+        self.kids = defaultdict(int)  # label -> timed calls made directly inside it ("loop": at the top)
         self.layer_of = {}  # id(W) or id(activation buffer) -> layer name
 
     def reset(self):
         self.excl.clear()
         self.calls.clear()
+        self.kids.clear()
+
+    def done(self, frame, dt):
+        """Book a finished call: its exclusive time, and its inclusive time and one call to its parent."""
+        self.excl[frame[0]] += dt - frame[1]
+        self.calls[frame[0]] += 1
+        if self.stack:
+            self.stack[-1][1] += dt
+            self.kids[self.stack[-1][0]] += 1
+        else:
+            self.kids["loop"] += 1
 
     def layer(self):
         for frame in reversed(self.stack):
@@ -425,10 +451,7 @@ class Profiler:
         finally:
             dt = time.perf_counter() - start
             self.stack.pop()
-            self.excl[label] += dt - frame[1]
-            self.calls[label] += 1
-            if self.stack:
-                self.stack[-1][1] += dt
+            self.done(frame, dt)
 
     def wrap(self, labeler, fn):
         """fn with a timer; labeler(*args, **kwargs) -> (label, layer) names the call."""
@@ -518,10 +541,7 @@ def install_profiler(prof: Profiler, model):
             finally:
                 dt = time.perf_counter() - start
                 prof.stack.pop()
-                prof.excl[label] += dt - frame[1]
-                prof.calls[label] += 1
-                if prof.stack:
-                    prof.stack[-1][1] += dt
+                prof.done(frame, dt)
         return wrapped
 
     def lab_act_fwd(name, a, out=None):
@@ -605,6 +625,34 @@ CATEGORY_ORDER = (
 )
 
 
+def timer_overhead(n: int = 20_000) -> float:
+    """Seconds a timed call adds to its caller's exclusive time (wrapper, labeler, bookkeeping): best of 5."""
+    prof = Profiler()
+    prof.on = True
+
+    def labeler(*args, **kwargs):
+        layer = prof.layer()
+        return (f"kernel noop {layer}" if layer else "kernel noop"), layer
+
+    def noop(*args, **kwargs):
+        return None
+
+    wrapped = prof.wrap(labeler, noop)
+    best = float("inf")
+    for _ in range(5):
+        prof.stack = [["caller", 0.0, "enc1"]]
+        start = time.perf_counter()
+        for _ in range(n):
+            wrapped(1, 2)
+        t_wrapped = time.perf_counter() - start - prof.stack[0][1]  # what the caller keeps
+        start = time.perf_counter()
+        for _ in range(n):
+            noop(1, 2)
+        t_raw = time.perf_counter() - start
+        best = min(best, (t_wrapped - t_raw) / n)
+    return max(0.0, best)
+
+
 def worker_profile(spec: dict) -> dict:
     """One batch, piece by piece, averaged over `profile_batches` full batches, in `rounds` rounds."""
     import vae_numpy as vn
@@ -647,7 +695,7 @@ def worker_profile(spec: dict) -> dict:
         prof.on = False
         per = {k: v / n for k, v in prof.excl.items()}
         per["loop"] = total - sum(per.values())
-        return total, per, {k: v / n for k, v in prof.calls.items()}
+        return total, per, {k: v / n for k, v in prof.calls.items()}, {k: v / n for k, v in prof.kids.items()}
 
     plain(len(batches))  # warm-up: compilation or cache loading, page faults, BLAS thread start
     uninstall = install_profiler(prof, model)
@@ -657,20 +705,25 @@ def worker_profile(spec: dict) -> dict:
     for _ in range(50):
         run_ops(ops)
     # rounds interleave the three measurements, so that a neighbour's load drifting over time hits all alike
-    plain_times, inst_times, pers, floor_times, floor_pers = [], [], [], [], []
+    per_call = timer_overhead()
+    plain_times, inst_times, pers, raws, floor_times, floor_pers = [], [], [], [], [], []
     calls = {}
     for _ in range(spec["profile_rounds"]):
         plain_times.append(plain(nb))
         uninstall = install_profiler(prof, model)
-        total, per, calls = instrumented(nb)
+        total, per, calls, kids = instrumented(nb)
         uninstall()
         inst_times.append(total)
-        pers.append(per)
+        raws.append(per)
+        # The timers' own cost lands in the exclusive time of the caller of each timed call (labels and
+        # wrappers run outside the timed span): give it back from each caller's share, per direct child call.
+        pers.append({k: max(0.0, v - per_call * kids.get(k, 0.0)) for k, v in per.items()})
         fper, fbatch = profile_floor(ops, nb)
         floor_pers.append(fper)
         floor_times.append(fbatch)
     labels = sorted({k for p in pers for k in p})
     per_label = {k: statistics.median(p.get(k, 0.0) for p in pers) for k in labels}
+    raw_label = {k: statistics.median(p.get(k, 0.0) for p in raws) for k in labels}
     floor_per_op = {k: statistics.median(p[k] for p in floor_pers) for k in floor_pers[0]}
     floor_batch = statistics.median(floor_times)
     enc_layers = {n for n in model.params if n.startswith("enc")}
@@ -691,7 +744,9 @@ def worker_profile(spec: dict) -> dict:
             "instrumented_batch_s": statistics.median(inst_times), "instrumented_batch_s_all": inst_times,
             "floor_batch_s": floor_batch, "floor_batch_s_all": floor_times,
             "categories_s": dict(cats), "floor_categories_s": dict(floor_cat),
-            "labels_s": per_label, "calls_per_batch": calls, "matmul_model_s": model_mm,
+            "timer_overhead_per_call_s": per_call, "labels_s": per_label, "labels_uncorrected_s": raw_label,
+            "calls_per_batch": calls,
+            "matmul_model_s": model_mm,
             "matmul_floor_s": floor_per_op}
 
 
@@ -711,7 +766,18 @@ def profile_floor(ops, nb: int) -> tuple[dict, float]:
     return {k: v / nb for k, v in per.items()}, batch
 
 
-WORKERS = {"project": worker_project, "floor": worker_floor, "torch": worker_torch, "profile": worker_profile}
+def worker_floor_ops(spec: dict) -> dict:
+    """The floor's matmuls one by one (median of rounds), e.g. under OPENBLAS_NUM_THREADS=1 for comparison."""
+    ops = floor_ops(spec["arch"], np.dtype(spec["dtype"]), BATCH, np.random.default_rng(0))
+    for _ in range(50):
+        run_ops(ops)
+    rounds = [profile_floor(ops, spec["profile_batches"]) for _ in range(spec["profile_rounds"])]
+    return {"matmul_floor_s": {k: statistics.median(r[0][k] for r in rounds) for k in rounds[0][0]},
+            "floor_batch_s": statistics.median(r[1] for r in rounds)}
+
+
+WORKERS = {"floor_ops": worker_floor_ops, "project": worker_project, "floor": worker_floor, "torch": worker_torch,
+           "profile": worker_profile}
 
 
 # ================================================================================================ driver
@@ -829,6 +895,7 @@ def machine_info() -> dict:
 
     info = {"python": platform.python_version(), "platform": platform.platform(), "cpu_count": os.cpu_count(),
             "numpy": np.__version__, "numba": version("numba"), "llvmlite": version("llvmlite"),
+            "scipy": version("scipy"),  # present, it is imported by Numba's first compile or cache load
             "torch": version("torch"), "loadavg_at_start": [round(x, 2) for x in os.getloadavg()]}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -922,7 +989,8 @@ def report(res: dict) -> None:
                   f"first step {r['first_step_s']:.3f} = fwd {r['first_forward_s']:.3f} + bwd "
                   f"{r['first_backward_s']:.3f} + adam {r['first_adam_s']:.3f}; "
                   f"from spawn {r['first_batch_from_spawn_s']:.3f}; neighbour {r['load'].get('neighbour_cores')}; "
-                  f"numba cache hits {r['numba_cache_hits']}, misses {r['numba_cache_misses']})")
+                  f"numba cache hits {r['numba_cache_hits']}, misses {r['numba_cache_misses']}; "
+                  f"imported by then: {','.join(r.get('heavy_modules_after_first_batch') or []) or '-'})")
         tf = res.get("torch_first_batch") or {}
         if "first_batch_s" in tf:
             print(f"  {'torch':<12}{tf['first_batch_s']:7.3f}  (import {tf['import_s']:.3f}, build "
@@ -937,10 +1005,10 @@ def report(res: dict) -> None:
         mark = {True: "met", False: "NOT met", None: "n/a"}[g["met"]]
         print(f"  {k:<24}{fmt(g['value'], '8.3f')}  target {g['target']:<8} {mark}")
     if res.get("profile"):
-        report_profile(res["profile"])
+        report_profile(res["profile"], res.get("profile_floor_1thread") or {})
 
 
-def report_profile(p: dict) -> None:
+def report_profile(p: dict, one: dict) -> None:
     if "error" in p:
         print(f"\nprofile: {p['error']}")
         return
@@ -951,6 +1019,8 @@ def report_profile(p: dict) -> None:
     print(f"  uninstrumented batch {plain * ms:.3f} ms, instrumented {inst * ms:.3f} ms "
           f"(timer overhead {(inst - plain) * ms:+.3f}), matmul floor {floor * ms:.3f} ms "
           f"-> project/floor {plain / floor:.2f}")
+    print(f"  (exclusive times; the timers' own cost, {p['timer_overhead_per_call_s'] * 1e6:.2f} us a call as "
+          "calibrated, is taken off each caller)")
     print(f"  {'phase':<42}{'ms':>8}{'% batch':>9}{'floor ms':>10}{'over floor':>12}")
     cats, fcats = p["categories_s"], p["floor_categories_s"]
     total = sum(cats.values())
@@ -962,11 +1032,16 @@ def report_profile(p: dict) -> None:
         fms = fmt(None if f is None else f * ms, "10.3f", "         -")
         print(f"  {c:<42}{v * ms:8.3f}{100 * v / total:8.1f}%{fms}{over * ms:12.3f}")
     print(f"  {'sum':<42}{total * ms:8.3f}{'':9}{sum(fcats.values()) * ms:10.3f}{(total - floor) * ms:12.3f}")
-    print("\n  matmuls, model vs floor (same shapes, alone), ms per batch:")
+    one_ops = one.get("matmul_floor_s", {})
+    print("\n  matmuls, ms per batch: in the model, alone (the floor), model/floor, and alone with 1 BLAS thread "
+          f"(another process; load {one.get('load', {}).get('neighbour_cores')}):")
     for op, f in p["matmul_floor_s"].items():
-        m = p["matmul_model_s"].get(op)
+        m, f1 = p["matmul_model_s"].get(op), one_ops.get(op)
         print(f"    {op:<22}{fmt(None if m is None else m * ms, '8.3f')}{f * ms:8.3f}"
-              f"{fmt(None if m is None else m / f, '7.2f', '      -')}x")
+              f"{fmt(None if m is None else m / f, '7.2f', '      -')}x{fmt(None if f1 is None else f1 * ms, '8.3f')}")
+    if one:
+        print(f"    {'batch (untimed ops)':<22}{'':8}{p['floor_batch_s'] * ms:8.3f}{'':8}"
+              f"{fmt(one.get('floor_batch_s', 0) * ms, '8.3f')}")
     print("\n  every timed piece (exclusive ms per batch, calls per batch):")
     for k, v in sorted(p["labels_s"].items(), key=lambda kv: -kv[1]):
         print(f"    {k:<44}{v * ms:8.3f}  x{p['calls_per_batch'].get(k, 0):.0f}")
@@ -1057,6 +1132,8 @@ def main(argv=None) -> dict:
         if "profile" in args.parts:
             print("running profile ...", file=sys.stderr, flush=True)
             res["profile"] = run_worker("profile", spec)
+            env1 = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+            res["profile_floor_1thread"] = run_worker("floor_ops", spec, env1)
     res["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     res["summary"] = summarize(res)
     report(res)

@@ -116,7 +116,8 @@ def run(args):
         given = [f"--{k.replace('_', '-')}" for k in MODEL_FLAGS if getattr(args, k) is not None]
         if given:
             raise _usage(f"{', '.join(given)} cannot change when resuming: the run keeps the settings saved in "
-                         f"{resume_path} (only --epochs, --out, --data-dir, --offline, --no-progress, --no-figures apply)")
+                         f"{resume_path} (only --epochs, --out, --data-dir, --offline, --no-progress, "
+                         "--no-figures apply)")
         ck = load_checkpoint(resume_path)
         if not ck.train_state or ck.optimizer is None:
             raise _usage(f"{resume_path} holds a model but no training state; it cannot be resumed")
