@@ -93,7 +93,7 @@ class _Shuffled:
 
 def _progress_bar(total, enabled):
     """A tqdm bar (notebook widget or terminal), or None when disabled or stderr is not a terminal."""
-    if not enabled or total == 0:
+    if not enabled or total <= 0:
         return None
     in_notebook = False
     try:
