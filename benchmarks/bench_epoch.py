@@ -1032,6 +1032,8 @@ def report_profile(p: dict, one: dict) -> None:
         fms = fmt(None if f is None else f * ms, "10.3f", "         -")
         print(f"  {c:<42}{v * ms:8.3f}{100 * v / total:8.1f}%{fms}{over * ms:12.3f}")
     print(f"  {'sum':<42}{total * ms:8.3f}{'':9}{sum(fcats.values()) * ms:10.3f}{(total - floor) * ms:12.3f}")
+    print(f"  {'(sum - uninstrumented batch: timer residue)':<42}{(total - plain) * ms:8.3f}")
+    print(f"  {'uninstrumented batch - floor batch':<42}{(plain - floor) * ms:8.3f}  <- the real overhead")
     one_ops = one.get("matmul_floor_s", {})
     print("\n  matmuls, ms per batch: in the model, alone (the floor), model/floor, and alone with 1 BLAS thread "
           f"(another process; load {one.get('load', {}).get('neighbour_cores')}):")
