@@ -16,7 +16,7 @@ models.py (VAE, Autoencoder), optim.py (Adam, SGD), _kernels.py (Numba kernels a
 gradcheck.py, datasets.py, train.py, checkpoint.py, explore.py, plots.py, cli.py.
 """
 
-from . import datasets, evaluation, explore, gradcheck, layers, losses, plots, sampling
+from . import datasets, evaluation, gradcheck, layers, losses, sampling
 from .checkpoint import load_checkpoint, load_model, save_model
 from .errors import CheckpointError, ConfigError, DataError, TrainingDiverged, VAENumpyError
 from .evaluation import evaluate
@@ -25,6 +25,22 @@ from .optim import SGD, Adam
 from .train import resume, train
 
 __version__ = "0.1.0"
+
+# explore and plots are imported on first use (``vn.plots``, ``from vae_numpy import plots``): plots pulls in
+# matplotlib, which is half of the import time and ~30 MB of a training process that never draws.
+_LAZY_MODULES = ("explore", "plots")
+
+
+def __getattr__(name):
+    if name in _LAZY_MODULES:
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'vae_numpy' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY_MODULES))
 
 __all__ = [
     "VAE", "Autoencoder", "Adam", "SGD",

@@ -16,8 +16,6 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tqdm import tqdm
-
 from .errors import DataError
 
 USER_AGENT = "vae-numpy"  # some hosts refuse urllib's default agent
@@ -67,6 +65,8 @@ def _stream(url: str, out, size: int | None, desc: str, progress: bool, timeout:
     request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
     with urllib.request.urlopen(request, timeout=timeout) as response:
         total = size or int(response.headers.get("Content-Length") or 0) or None
+        from tqdm import tqdm  # imported here: `import vae_numpy` stays quick
+
         with tqdm(total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024,
                   disable=not progress, leave=False) as bar:
             while chunk := response.read(_CHUNK):
