@@ -55,6 +55,7 @@ def temporaries(folder):
     lambda: vn.VAE(hidden_dims=(8, 6), latent_dim=2, likelihood="gaussian", decoder_sigma="learned",
                    dtype="float64", beta=4.0, activation="tanh", seed=5),
     lambda: vn.Autoencoder(hidden_dims=(8,), latent_dim=2, seed=2),
+    lambda: vn.VAE(hidden_dims=(8,), latent_dim=3, init="torch", seed=1),
 ])
 def test_a_saved_model_loads_with_the_same_config_and_outputs(tmp_path, make):
     model = make()

@@ -73,6 +73,12 @@ def test_evaluate_prints_the_numbers_and_sample_writes_a_png(tmp_path, capsys, o
     assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_init_flag_reaches_the_model_and_the_metrics(tmp_path, offline):
+    assert main(["train", *TINY, "--epochs", "1", "--init", "torch", "--out", str(tmp_path / "r")]) == 0
+    assert vn.load_model(tmp_path / "r" / "model.npz").init == "torch"
+    assert json.loads((tmp_path / "r" / "metrics.json").read_text())["config"]["model"]["init"] == "torch"
+
+
 def test_a_resumed_cli_run_equals_an_uninterrupted_one(tmp_path, capsys, offline):
     a, b = tmp_path / "a", tmp_path / "b"
     assert main(["train", *TINY, "--epochs", "2", "--seed", "5", "--binarize", "dynamic", "--out", str(a)]) == 0
@@ -131,6 +137,7 @@ def test_help_states_the_default_epochs(capsys):
     ["train", "--resume", "no/such/model.npz"],
     ["train", "--dataset", "fashion-mnist", "--data-dir", "no/such/folder"],
     ["train", "--model", "ae", "--beta", "4"],
+    ["train", "--init", "lecun"],
     ["evaluate"],
     ["evaluate", "no/such/model.npz"],
     ["sample", "no/such/model.npz"],

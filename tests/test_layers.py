@@ -213,3 +213,31 @@ def test_init_weights_scale():
     assert he.std() == pytest.approx(np.sqrt(2 / 400), rel=0.01)
     assert xavier.std() == pytest.approx(np.sqrt(2 / 700), rel=0.01)
     assert layers.init_weights(3, 2, "relu", rng, "float32").dtype == np.float32
+
+
+def test_torch_init_is_uniform_on_one_over_sqrt_fan_in_for_w_and_b():
+    """init="torch" is nn.Linear's default: W, b ~ U(-1/sqrt(in), 1/sqrt(in)), whatever the activation."""
+    rng = np.random.default_rng(9)
+    W = layers.init_weights(400, 300, "relu", rng, np.float64, init="torch")
+    b = layers.init_bias(400, 300, rng, np.float64, init="torch")
+    bound = 1 / np.sqrt(400)
+    assert np.abs(W).max() <= bound and np.abs(b).max() <= bound
+    assert W.std() == pytest.approx(bound / np.sqrt(3), rel=0.01)     # the std of U(-a, a) is a / sqrt(3)
+    assert np.array_equal(layers.init_bias(4, 3, rng, np.float32), np.zeros(3, np.float32))
+    dense = layers.Dense(5, 4, rng=np.random.default_rng(0), init="torch")
+    assert np.abs(dense.b).max() > 0 and np.abs(dense.W).max() <= 1 / np.sqrt(5)
+    with pytest.raises(vn.ConfigError, match=r"init='kaiming' is unknown; choose one of 'he-xavier', 'torch'"):
+        layers.init_weights(3, 2, "relu", rng, "float32", init="kaiming")
+
+
+def test_model_init_choice_sets_every_layer_and_is_kept_in_the_config():
+    default, torch_like = vn.VAE(hidden_dims=(16,), latent_dim=2), vn.VAE(hidden_dims=(16,), latent_dim=2,
+                                                                           init="torch")
+    assert default.config()["init"] == "he-xavier" and torch_like.config()["init"] == "torch"
+    for name, p in torch_like.params.items():
+        fan_in = torch_like.params[name[:-2] + ".W"].shape[0]
+        assert np.abs(p).max() <= 1 / np.sqrt(fan_in) and np.abs(p).max() > 0, name
+        if name.endswith(".b"):
+            assert not default.params[name].any(), name
+    with pytest.raises(vn.ConfigError, match=r"init='he' is unknown"):
+        vn.Autoencoder(init="he")

@@ -13,7 +13,16 @@ import numpy as np
 
 from ._validate import check_choice, check_dtype, check_float, check_int, check_matrix, check_rng
 from .errors import ConfigError
-from .layers import ACTIVATIONS, activation_backward, activation_forward, dense_backward, dense_forward, init_weights
+from .layers import (
+    ACTIVATIONS,
+    INITS,
+    activation_backward,
+    activation_forward,
+    dense_backward,
+    dense_forward,
+    init_bias,
+    init_weights,
+)
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 HIDDEN_ACTIVATIONS = tuple(a for a in ACTIVATIONS if a != "linear")
@@ -38,13 +47,14 @@ class Network:
     kind = "network"
 
     def __init__(self, input_dim=784, hidden_dims=(400,), latent_dim=20, likelihood="bernoulli",
-                 activation="relu", dtype="float32", seed=0, decoder_sigma=1.0):
+                 activation="relu", dtype="float32", seed=0, decoder_sigma=1.0, init="he-xavier"):
         self.input_dim = check_int("input_dim", input_dim)
         self.hidden_dims = _check_hidden_dims(hidden_dims)
         self.latent_dim = check_int("latent_dim", latent_dim)
         self.likelihood = check_choice("likelihood", likelihood, LIKELIHOODS)
         self.activation = check_choice("activation", activation, HIDDEN_ACTIVATIONS)
         self.dtype = check_dtype(dtype)
+        self.init = check_choice("init", init, INITS)
         self.seed = seed
         self.rng = check_rng(seed)
         if decoder_sigma == "learned":
@@ -76,7 +86,9 @@ class Network:
                 self.params[key] = self._flat_params[offset:offset + n].reshape(shape)
                 self.grads[key] = self._flat_grads[offset:offset + n].reshape(shape)
                 offset += n
-            self.params[f"{name}.W"][...] = init_weights(i, o, act, self.rng, self.dtype)
+            self.params[f"{name}.W"][...] = init_weights(i, o, act, self.rng, self.dtype, self.init)
+            if self.init != "he-xavier":   # he-xavier biases are zero (and draw nothing from the generator)
+                self.params[f"{name}.b"][...] = init_bias(i, o, self.rng, self.dtype, self.init)
 
     @property
     def n_params(self):
@@ -87,7 +99,7 @@ class Network:
         """The constructor's arguments, JSON-serializable (saved in checkpoints)."""
         return {"kind": self.kind, "input_dim": self.input_dim, "hidden_dims": list(self.hidden_dims),
                 "latent_dim": self.latent_dim, "likelihood": self.likelihood, "activation": self.activation,
-                "dtype": self.dtype.name, "seed": self.seed, "decoder_sigma": self.decoder_sigma}
+                "dtype": self.dtype.name, "seed": self.seed, "decoder_sigma": self.decoder_sigma, "init": self.init}
 
     # -------------------------------------------------------------------------------- workspaces
     def _buf(self, key, shape):

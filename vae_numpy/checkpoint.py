@@ -37,9 +37,9 @@ OPTIMIZERS = {"Adam": Adam, "SGD": SGD}
 # what a config may hold (model.config() keys), per kind; anything else makes the file foreign
 _CONFIG_KEYS = {
     "vae": {"input_dim", "hidden_dims", "latent_dim", "likelihood", "beta", "activation", "dtype", "seed",
-            "decoder_sigma"},
+            "decoder_sigma", "init"},
     "ae": {"input_dim", "hidden_dims", "latent_dim", "likelihood", "activation", "dtype", "seed",
-           "decoder_sigma"},
+           "decoder_sigma", "init"},
 }
 _READ_ERRORS = (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, KeyError, TypeError,
                 UnicodeDecodeError)

@@ -140,17 +140,35 @@ def activation_backward(name, dy, cache, out=None):
     return ACTIVATIONS[check_choice("activation", name, tuple(ACTIVATIONS))][1](dy, cache, out)
 
 
-def init_weights(in_dim, out_dim, activation, rng, dtype):
+INITS = ("he-xavier", "torch")
+
+
+def init_weights(in_dim, out_dim, activation, rng, dtype, init="he-xavier"):
     """W: (in_dim, out_dim) drawn for the activation that follows the layer.
 
-    He (Kaiming) normal, std = sqrt(2 / in_dim), before relu and leaky_relu; Xavier (Glorot) normal,
-    std = sqrt(2 / (in_dim + out_dim)), before tanh, sigmoid, softplus and linear outputs.
+    init="he-xavier" (the default): He (Kaiming) normal, std = sqrt(2 / in_dim), before relu and leaky_relu;
+    Xavier (Glorot) normal, std = sqrt(2 / (in_dim + out_dim)), before tanh, sigmoid, softplus and linear outputs.
+    init="torch": PyTorch's nn.Linear default whatever the activation, W ~ U(-1/sqrt(in_dim), +1/sqrt(in_dim))
+    (kaiming_uniform_ with a = sqrt(5)); its variance 1 / (3 in_dim) is a sixth of He's.
     """
+    check_choice("init", init, INITS)
+    if init == "torch":
+        bound = 1.0 / np.sqrt(in_dim)
+        return rng.uniform(-bound, bound, (in_dim, out_dim)).astype(dtype)
     if activation in ("relu", "leaky_relu"):
         std = np.sqrt(2.0 / in_dim)
     else:
         std = np.sqrt(2.0 / (in_dim + out_dim))
     return (rng.standard_normal((in_dim, out_dim)) * std).astype(dtype)
+
+
+def init_bias(in_dim, out_dim, rng, dtype, init="he-xavier"):
+    """b: (out_dim,): zeros for "he-xavier"; U(-1/sqrt(in_dim), +1/sqrt(in_dim)) for "torch" (nn.Linear's)."""
+    check_choice("init", init, INITS)
+    if init == "torch":
+        bound = 1.0 / np.sqrt(in_dim)
+        return rng.uniform(-bound, bound, out_dim).astype(dtype)
+    return np.zeros(out_dim, dtype=dtype)
 
 
 class Dense:
@@ -161,13 +179,13 @@ class Dense:
     keep their own caches; this class is the object students build networks from.)
     """
 
-    def __init__(self, in_dim, out_dim, activation="linear", rng=None, dtype="float32"):
+    def __init__(self, in_dim, out_dim, activation="linear", rng=None, dtype="float32", init="he-xavier"):
         check_int("in_dim", in_dim)
         check_int("out_dim", out_dim)
         self.activation = check_choice("activation", activation, tuple(ACTIVATIONS))
         rng = np.random.default_rng(0) if rng is None else rng
-        self.W = init_weights(in_dim, out_dim, activation, rng, dtype)
-        self.b = np.zeros(out_dim, dtype=self.W.dtype)
+        self.W = init_weights(in_dim, out_dim, activation, rng, dtype, init)
+        self.b = init_bias(in_dim, out_dim, rng, self.W.dtype, init)
         self.dW = np.zeros_like(self.W)
         self.db = np.zeros_like(self.b)
         self._cache = None

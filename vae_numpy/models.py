@@ -40,13 +40,16 @@ class VAE(Network):
     seed : seeds the initial weights and the model's own generator (used when eps is not passed).
     decoder_sigma : for a Gaussian decoder, the fixed std (default 1.0) or "learned" (a per-pixel
         log-variance head, the seed lecture's p(x|h) = N(mu_g(h), diag sigma_g(h))).
+    init : "he-xavier" (default: He normal before ReLU, Xavier normal before linear outputs, zero biases) or
+        "torch" (PyTorch's nn.Linear default, W and b ~ U(+-1/sqrt(fan_in))); see layers.init_weights.
     """
 
     kind = "vae"
 
     def __init__(self, input_dim=784, hidden_dims=(400,), latent_dim=20, likelihood="bernoulli", beta=1.0,
-                 activation="relu", dtype="float32", seed=0, decoder_sigma=1.0):
-        super().__init__(input_dim, hidden_dims, latent_dim, likelihood, activation, dtype, seed, decoder_sigma)
+                 activation="relu", dtype="float32", seed=0, decoder_sigma=1.0, init="he-xavier"):
+        super().__init__(input_dim, hidden_dims, latent_dim, likelihood, activation, dtype, seed, decoder_sigma,
+                         init)
         self.beta = beta
         self.kl_weight = 1.0   # a multiplier on beta that training anneals (KL warm-up); 1 otherwise
         dims = [self.input_dim, *self.hidden_dims]
@@ -209,8 +212,9 @@ class Autoencoder(Network):
     kind = "ae"
 
     def __init__(self, input_dim=784, hidden_dims=(400,), latent_dim=20, likelihood="bernoulli",
-                 activation="relu", dtype="float32", seed=0, decoder_sigma=1.0):
-        super().__init__(input_dim, hidden_dims, latent_dim, likelihood, activation, dtype, seed, decoder_sigma)
+                 activation="relu", dtype="float32", seed=0, decoder_sigma=1.0, init="he-xavier"):
+        super().__init__(input_dim, hidden_dims, latent_dim, likelihood, activation, dtype, seed, decoder_sigma,
+                         init)
         dims = [self.input_dim, *self.hidden_dims]
         act = self.activation
         layers = [(n, i, o, act) for n, i, o in zip(self.enc_names, dims[:-1], dims[1:], strict=True)]

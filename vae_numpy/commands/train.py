@@ -20,7 +20,7 @@ FULL_EPOCHS = 5   # as benchmarks/bench_recipe.py, where vae-numpy and PyTorch a
 # flags that describe the model or the loop: fixed by the checkpoint when resuming (None = not given)
 MODEL_FLAGS = {"hidden": (400,), "latent_dim": 20, "beta": 1.0, "likelihood": "bernoulli", "model": "vae",
                "lr": 1e-3, "batch_size": 128, "binarize": "none", "seed": 0, "beta_warmup": 0.0,
-               "clip_grad": None}
+               "clip_grad": None, "init": "he-xavier"}
 
 
 def add_arguments(p):
@@ -40,6 +40,9 @@ def add_arguments(p):
     p.add_argument("--binarize", choices=("none", "static", "dynamic"), default=None,
                    help="none: pixels / 255 (default); static: one fixed binary sample; dynamic: a new one per batch")
     p.add_argument("--model", choices=("vae", "ae"), default=None, help="vae (default) or a plain autoencoder")
+    p.add_argument("--init", choices=("he-xavier", "torch"), default=None,
+                   help="initial weights: he-xavier (default; He before ReLU, Xavier before linear outputs, zero "
+                        "biases) or torch (PyTorch's nn.Linear default, U(+-1/sqrt(fan_in)))")
     p.add_argument("--beta-warmup", type=nonnegative_float, default=None, metavar="EPOCHS",
                    help="raise the KL weight linearly from 0 to 1 over this many epochs, default 0")
     p.add_argument("--clip-grad", type=positive_float, default=None, metavar="NORM",
@@ -75,7 +78,7 @@ def _new_model(args):
     if s["model"] == "ae" and args.beta is not None:
         raise _usage("--beta applies to a VAE; an autoencoder (--model ae) has no KL term")
     kwargs = {"hidden_dims": s["hidden"], "latent_dim": s["latent_dim"], "likelihood": s["likelihood"],
-              "seed": s["seed"]}
+              "seed": s["seed"], "init": s["init"]}
     model = Autoencoder(**kwargs) if s["model"] == "ae" else VAE(beta=s["beta"], **kwargs)
     return model, Adam(model.params, lr=s["lr"]), s
 
