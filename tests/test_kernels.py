@@ -69,6 +69,8 @@ def _cases(name, dtype, rng):
         for shape in ((37,), (4, 6)):
             p, g, m = (rng.standard_normal(shape).astype(f) for _ in range(3))
             v = rng.random(shape).astype(f)
+            g.reshape(-1)[:3] = 0.0                        # a momentum that decays below the smallest normal
+            m.reshape(-1)[:3] = np.finfo(f).tiny * np.array([2.0, 1.05, -1.05], dtype=f)
             c1, c2 = 1 / (1 - 0.9 ** 3), 1 / (1 - 0.999 ** 3)
             cases.append(((p, g, m, v, f(1e-3), f(0.9), f(0.999), f(c1), f(c2), f(1e-8)), (0, 2, 3)))
         return cases
@@ -80,6 +82,20 @@ def _cases(name, dtype, rng):
 
 def _copy(args):
     return tuple(a.copy() if isinstance(a, np.ndarray) else a for a in args)
+
+
+def test_adam_stores_a_subnormal_momentum_as_zero():
+    """b1 * m below the smallest normal number is stored as 0 by both twins (the kernels' comment says why)."""
+    for dtype in (np.float32, np.float64):
+        tiny = np.finfo(dtype).tiny
+        for kernels in (_kernels.NUMPY, _kernels.NUMBA):
+            p, g = np.ones(4, dtype), np.zeros(4, dtype)
+            m, v = np.array([2 * tiny, 1.05 * tiny, -1.05 * tiny, 0.5], dtype), np.ones(4, dtype)
+            f = dtype
+            kernels.adam_update(p, g, m, v, f(1e-3), f(0.9), f(0.999), f(1.0), f(1.0), f(1e-8))
+            assert m[0] == dtype(0.9) * dtype(2 * tiny) and m[0] >= tiny      # still normal: kept
+            assert m[1] == 0 and m[2] == 0                                   # 0.945 tiny: flushed
+            assert m[3] == dtype(0.45)
 
 
 # ------------------------------------------------------------------------------- twins agree
