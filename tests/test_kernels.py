@@ -77,11 +77,27 @@ def _cases(name, dtype, rng):
     if name == "sgd_update":
         p, g, vel = (rng.standard_normal((4, 6)).astype(f) for _ in range(3))
         return [((p, g, vel, f(0.1), f(0.9)), (0, 2))]
+    if name == "gather_unit":
+        x = rng.integers(0, 256, (9, 40), dtype=np.uint8)
+        x[0, :3] = (0, 1, 255)
+        idx = np.array([3, 0, 8, 3, 5])
+        return [((x, idx, f(255), np.empty((5, 40), np.uint8), np.empty((5, 40), dtype=f)), (4,))]
     raise AssertionError(f"no test inputs for the kernel {name!r}: add them to _cases")
 
 
 def _copy(args):
     return tuple(a.copy() if isinstance(a, np.ndarray) else a for a in args)
+
+
+@DTYPE
+def test_gather_unit_is_exactly_the_correctly_rounded_division(dtype):
+    """Every grey level 0..255 maps to dtype(level) / dtype(255) exactly (255 -> 1.0), in both twins."""
+    levels = np.arange(256, dtype=np.uint8)[None, :]
+    want = levels.astype(dtype) / dtype(255)
+    for kernels in (_kernels.NUMPY, _kernels.NUMBA):
+        got = kernels.gather_unit(levels, np.array([0]), dtype(255), np.empty_like(levels),
+                                  np.empty((1, 256), dtype))
+        assert np.array_equal(got, want) and got[0, 255] == 1.0
 
 
 def test_adam_stores_a_subnormal_momentum_as_zero():

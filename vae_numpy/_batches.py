@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _kernels
 from ._validate import check_choice, check_dtype, check_float, check_int, check_rng
 from .errors import ConfigError
 
@@ -138,8 +139,9 @@ class Batches:
         self._rng = check_rng(seed=seed, rng=rng)
         self._order = np.arange(len(x))
         b = min(self.batch_size, len(x))  # the buffers, allocated once:
-        self._u8 = np.empty((b, x.shape[1]), np.uint8)  # gathered rows
+        self._u8 = np.empty((b, x.shape[1]), np.uint8)  # gathered rows (the NumPy twin's scratch)
         self._out = np.empty((b, x.shape[1]), self.dtype)  # the yielded batch
+        self._c255 = self.dtype.type(255)
         if binarize == "dynamic":  # uniform draws, and which pixels are on
             self._noise, self._on = np.empty_like(self._out), np.empty(self._out.shape, bool)
         self._y_out = None if self._y is None else np.empty(b, np.int64)
@@ -173,8 +175,7 @@ class Batches:
         """Gather rows `idx` into the uint8 buffer, scale into the float buffer; returns it (or a view)."""
         full = len(idx) == len(self._out)
         u8, out = (self._u8, self._out) if full else (self._u8[:len(idx)], self._out[:len(idx)])
-        np.take(self._x, idx, axis=0, out=u8, mode="clip")  # mode="raise" would buffer a copy
-        _scale_into(u8, out)
+        _kernels.K.gather_unit(self._x, idx, self._c255, u8, out)   # out = x[idx] / 255, one pass
         if self.binarize == "dynamic":
             noise, on = (self._noise, self._on) if full else (self._noise[:len(idx)], self._on[:len(idx)])
             self._rng.random(out=noise, dtype=self.dtype)

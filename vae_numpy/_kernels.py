@@ -309,6 +309,26 @@ def _sgd_update_nb(p, g, vel, lr, momentum):
 
 
 # --------------------------------------------------------------------------------------------------
+# A minibatch of uint8 images as floats in [0, 1], gathered and scaled in one pass:
+#   out[i, :] = x[idx[i], :] / 255        (a true division: 255 maps to exactly 1, as in to_unit)
+# --------------------------------------------------------------------------------------------------
+def gather_unit_np(x, idx, c255, u8, out):
+    """x: (N, D) uint8; idx: (B,) integer rows; c255: 255 in out's dtype; u8: (B, D) uint8 scratch; out: (B, D)."""
+    np.take(x, idx, axis=0, out=u8, mode="clip")
+    np.copyto(out, u8)
+    return np.divide(out, c255, out=out)
+
+
+def _gather_unit_nb(x, idx, c255, u8, out):
+    b, d = out.shape
+    for i in range(b):
+        row = idx[i]
+        for j in range(d):
+            out[i, j] = x[row, j] / c255
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
 NUMPY = types.SimpleNamespace(
     name="numpy",
     leaky_relu_forward=leaky_relu_forward_np,
@@ -319,6 +339,7 @@ NUMPY = types.SimpleNamespace(
     reparam_kl_backward=reparam_kl_backward_np,
     adam_update=adam_update_np,
     sgd_update=sgd_update_np,
+    gather_unit=gather_unit_np,
 )
 
 if numba is not None:
@@ -333,6 +354,7 @@ if numba is not None:
         reparam_kl_backward=_jit(_reparam_kl_backward_nb),
         adam_update=_jit(_adam_update_nb),
         sgd_update=_jit(_sgd_update_nb),
+        gather_unit=_jit(_gather_unit_nb),
     )
 else:  # pragma: no cover
     NUMBA = None

@@ -44,7 +44,7 @@ def dense_backward(dout, cache, dW=None, db=None, need_dx=True, dx=None):
     """
     x, W = cache
     dW = np.matmul(x.T, dout, out=dW)
-    db = np.sum(dout, axis=0, out=db)
+    db = np.add.reduce(dout, axis=0, out=db)   # = np.sum(dout, axis=0), without np.sum's Python-level wrapper
     dx_ = np.matmul(dout, W.T, out=dx) if need_dx else None
     return dx_, dW, db
 
@@ -130,14 +130,20 @@ ACTIVATIONS = {
 }
 
 
+def _activation(name):
+    """The (forward, backward) pair of a named activation; an unknown name is a ConfigError."""
+    pair = ACTIVATIONS.get(name) if isinstance(name, str) else None
+    return pair if pair is not None else ACTIVATIONS[check_choice("activation", name, tuple(ACTIVATIONS))]
+
+
 def activation_forward(name, a, out=None):
     """y = act(a) for a named activation. a: (N, H) -> (y (N, H), cache). `out` may be `a` (in place)."""
-    return ACTIVATIONS[check_choice("activation", name, tuple(ACTIVATIONS))][0](a, out)
+    return _activation(name)[0](a, out)
 
 
 def activation_backward(name, dy, cache, out=None):
     """da = dy * act'(a), from the cache of :func:`activation_forward`. dy: (N, H) -> (N, H)."""
-    return ACTIVATIONS[check_choice("activation", name, tuple(ACTIVATIONS))][1](dy, cache, out)
+    return _activation(name)[1](dy, cache, out)
 
 
 INITS = ("he-xavier", "torch")

@@ -27,9 +27,10 @@ import time
 
 import numpy as np
 
+from . import _kernels
 from ._validate import check_choice, check_float, check_int, check_rng
 from .checkpoint import save_model
-from .datasets import BINARIZE, binarize_static, to_unit
+from .datasets import BINARIZE, binarize_static
 from .errors import ConfigError, TrainingDiverged
 from .evaluation import elbo, prepare_data
 from .optim import Adam
@@ -68,6 +69,7 @@ class _Shuffled:
         b, D = min(batch_size, len(x)), x.shape[1]
         self.src = np.empty((b, D), np.uint8) if x.dtype == np.uint8 else None
         self.out = np.empty((b, D), dtype)
+        self.c255 = self.out.dtype.type(255)
         if binarize == "dynamic":
             self.noise, self.on = np.empty((b, D), dtype), np.empty((b, D), bool)
 
@@ -82,9 +84,8 @@ class _Shuffled:
             out = self.out[:B]
             if self.src is None:
                 np.take(self.x, idx, axis=0, out=out, mode="clip")
-            else:
-                np.take(self.x, idx, axis=0, out=self.src[:B], mode="clip")
-                to_unit(self.src[:B], out=out)
+            else:   # out = x[idx] / 255 in one pass
+                _kernels.K.gather_unit(self.x, idx, self.c255, self.src[:B], out)
             if self.binarize == "dynamic":  # h ~ Bernoulli(x): on when u < x, u uniform
                 noise = self.rng.random(dtype=out.dtype, out=self.noise[:B])
                 np.copyto(out, np.less(noise, out, out=self.on[:B]))
