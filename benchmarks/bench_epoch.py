@@ -18,7 +18,7 @@ Every measurement runs in a fresh subprocess of this script (``--worker NAME``),
 - ``firstbatch``: import + model build + the first forward/backward/step, with Numba's cache cold
   (``NUMBA_CACHE_DIR`` an empty temporary folder), then warm (the same folder again).
 - ``profile`` (``--profile``): one batch split into its pieces, averaged over ``--profile-batches`` batches,
-  by wrapping the package's functions and its ``np.matmul``/``np.sum`` with ``perf_counter`` timers.
+  by wrapping the package's functions and its ``np.matmul``/``np.sum``/``np.add.reduce`` with ``perf_counter`` timers.
 """
 
 from __future__ import annotations
@@ -464,13 +464,27 @@ class Profiler:
         return wrapped
 
 
+class _UfuncProxy:
+    """Stands in for a ufunc such as ``np.add``: calls go to it, ``reduce`` is the given (timed) function."""
+
+    def __init__(self, ufunc, reduce):
+        self._ufunc, self.reduce = ufunc, reduce
+
+    def __call__(self, *args, **kwargs):
+        return self._ufunc(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._ufunc, name)
+
+
 class NumpyProxy:
-    """Stands in for ``np`` inside a module: ``matmul`` and ``sum`` are timed, the rest is numpy itself."""
+    """Stands in for ``np`` inside a module: ``matmul``, ``sum`` and ``add.reduce`` are timed, the rest is numpy."""
 
     def __init__(self, prof: Profiler):
         self._prof = prof
         self.matmul = prof.wrap(self._label_matmul, np.matmul)
         self.sum = prof.wrap(self._label_sum, np.sum)
+        self.add = _UfuncProxy(np.add, prof.wrap(self._label_sum, np.add.reduce))
 
     def __getattr__(self, name):
         return getattr(np, name)
@@ -492,11 +506,11 @@ class NumpyProxy:
         frame = prof.stack[-1] if prof.stack else None
         if frame is not None and frame[0].startswith("dense bwd"):
             return f"db {frame[2]}", frame[2]
-        return "np.sum", prof.layer()
+        return "np.sum / np.add.reduce", prof.layer()
 
 
 def install_profiler(prof: Profiler, model):
-    """Wrap the package's dense/activation functions, its np.matmul/np.sum, and every _kernels.K kernel.
+    """Wrap the package's dense/activation functions, its np.matmul/np.sum/np.add.reduce, and every _kernels.K kernel.
 
     Returns a function that undoes it all. Modules are patched by name, so a function the lead moves
     elsewhere simply stops being split out: its time then shows up in the enclosing glue.
@@ -601,7 +615,7 @@ def category(label: str, enc_layers: set) -> str:
     if label.startswith("matmul"):
         return "other matmuls"
     if label.startswith("db "):
-        return "bias grads db (np.sum)"
+        return "bias grads db (np.add.reduce)"
     if label.startswith("dense bwd"):
         return "dense_backward glue"
     if label.startswith("act bwd") or label.startswith("kernel leaky_relu_backward"):
@@ -610,6 +624,8 @@ def category(label: str, enc_layers: set) -> str:
         return "reparam/KL kernel (bwd)"
     if label.startswith("kernel adam_update"):
         return "Adam kernel"
+    if label.startswith("kernel gather_unit"):
+        return "data (Batches: gather + scale)"
     return {"data": "data (Batches: gather + scale)", "eps": "eps draw (rng.standard_normal)",
             "forward": "forward glue (model._forward itself)", "backward": "backward glue (model._backward itself)",
             "step": "Adam glue (opt.step itself)", "loop": "loop glue"}.get(label, "other: " + label)
@@ -620,7 +636,8 @@ CATEGORY_ORDER = (
     "encoder matmuls (fwd)", "encoder bias add + dense_forward glue", "activation forward (+ dispatch)",
     "reparam/KL kernel (fwd)", "decoder matmuls (fwd)", "decoder bias add + dense_forward glue", "BCE kernel",
     "forward glue (model._forward itself)", "backward matmuls dW", "backward matmuls dx", "other matmuls",
-    "bias grads db (np.sum)", "dense_backward glue", "activation backward (+ dispatch)", "reparam/KL kernel (bwd)",
+    "bias grads db (np.add.reduce)", "dense_backward glue", "activation backward (+ dispatch)",
+    "reparam/KL kernel (bwd)",
     "backward glue (model._backward itself)", "Adam kernel", "Adam glue (opt.step itself)", "loop glue",
 )
 
