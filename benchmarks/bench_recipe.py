@@ -159,7 +159,9 @@ def main(argv=None):
                                             not args.no_default_init)
         rows += seed_rows
     finals = [r for r in rows if r["epoch"] == args.epochs]
-    summary = {"epochs": args.epochs, "seeds": seeds, "numpy_neg_elbo": [r["numpy_neg_elbo"] for r in finals]}
+    # numpy_*: the recipe's run (init="torch"); numpy_he_xavier_*: the control with vae-numpy's default init
+    summary = {"epochs": args.epochs, "seeds": seeds, "numpy_init": "torch",
+               "numpy_neg_elbo": [r["numpy_neg_elbo"] for r in finals]}
     for key in ("torch_neg_elbo", "numpy_he_xavier_neg_elbo"):
         if key in finals[0]:
             summary[key] = [r[key] for r in finals]
@@ -168,11 +170,15 @@ def main(argv=None):
         if key.endswith("neg_elbo"):
             print(f"  {key:28s} " + "  ".join(f"{v:7.2f}" for v in values) + f"   mean {np.mean(values):7.2f}")
     if "torch_neg_elbo" in summary:
-        gaps = [a - b for a, b in zip(summary["numpy_neg_elbo"], summary["torch_neg_elbo"], strict=True)]
-        summary.update(gap_nats=gaps, mean_gap_nats=float(np.mean(gaps)),
-                       within_1_5_nats=bool(np.mean(gaps) <= 1.5))
-        print("  numpy - torch                 " + "  ".join(f"{g:+7.2f}" for g in gaps)
-              + f"   mean {np.mean(gaps):+7.2f}  (goal: <= +1.5)")
+        for prefix, key in (("", "numpy_neg_elbo"), ("he_xavier_", "numpy_he_xavier_neg_elbo")):
+            if key not in summary:
+                continue
+            gaps = [a - b for a, b in zip(summary[key], summary["torch_neg_elbo"], strict=True)]
+            summary.update({f"{prefix}gap_nats": gaps, f"{prefix}mean_gap_nats": float(np.mean(gaps)),
+                            f"{prefix}within_1_5_nats": bool(np.mean(gaps) <= 1.5)})
+            label = "numpy - torch" if not prefix else "numpy he-xavier - torch"
+            print(f"  {label:28s} " + "  ".join(f"{g:+7.2f}" for g in gaps)
+                  + f"   mean {np.mean(gaps):+7.2f}  (goal: <= +1.5)")
         for key in ("numpy_seconds", "torch_seconds"):
             summary[f"mean_{key}"] = float(np.mean([r[key] for r in rows]))
         print(f"  seconds per epoch: numpy {summary['mean_numpy_seconds']:.1f}, torch "

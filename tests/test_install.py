@@ -174,3 +174,22 @@ def test_cli_main_in_process(capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main(["--version"])
     assert exc.value.code == 0 and vn.__version__ in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------------- import cost
+def test_import_leaves_matplotlib_and_tqdm_for_later():
+    """`import vae_numpy` stays light (no matplotlib, no tqdm); vn.plots and vn.explore load on first use."""
+    code = textwrap.dedent("""
+        import sys
+        import vae_numpy as vn
+        before = sorted(m for m in ("matplotlib", "tqdm") if m in sys.modules)
+        assert "plots" in dir(vn) and "explore" in vn.__all__
+        from vae_numpy import plots
+        assert plots is vn.plots and vn.explore.__name__ == "vae_numpy.explore"
+        print(before, "matplotlib" in sys.modules)
+    """)
+    r = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["[]", "True"]
+    with pytest.raises(AttributeError, match="has no attribute 'plotz'"):
+        vn.plotz  # noqa: B018

@@ -112,6 +112,9 @@ def test_adam_stores_a_subnormal_momentum_as_zero():
             assert m[0] == dtype(0.9) * dtype(2 * tiny) and m[0] >= tiny      # still normal: kept
             assert m[1] == 0 and m[2] == 0                                   # 0.945 tiny: flushed
             assert m[3] == dtype(0.45)
+            g, m = np.array([np.nan, 0.0], dtype), np.zeros(2, dtype)    # a NaN gradient: NaN, not flushed
+            kernels.adam_update(p[:2], g, m, v[:2], f(1e-3), f(0.9), f(0.999), f(1.0), f(1.0), f(1e-8))
+            assert np.isnan(m[0]) and m[1] == 0
 
 
 # ------------------------------------------------------------------------------- twins agree

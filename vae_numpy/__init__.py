@@ -42,6 +42,7 @@ def __getattr__(name):
 def __dir__():
     return sorted(set(globals()) | set(_LAZY_MODULES))
 
+# (`from vae_numpy import *` imports explore and plots too, hence matplotlib: __all__ lists them)
 __all__ = [
     "VAE", "Autoencoder", "Adam", "SGD",
     "train", "resume", "evaluate", "evaluation", "save_model", "load_model", "load_checkpoint",

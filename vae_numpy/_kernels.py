@@ -257,7 +257,9 @@ def _reparam_kl_backward_nb(dz, mu, std, eps, kl_scale, dmu, dlog_var):
 # A momentum m below the dtype's smallest normal number (|m| < tiny: 1.2e-38 in float32) is stored as 0:
 # where a gradient stays exactly 0 (pixels that are always black, dead ReLU units) m decays by b1 every
 # step into subnormal numbers, on which the CPU's arithmetic is many times slower (measured: a few % of
-# subnormal entries made the whole update 16% slower). Such an m moves p by at most lr * tiny / eps.
+# subnormal entries made the whole update 16% slower). Such an m would move p by at most lr * c1 * tiny / eps
+# (c1 <= 1 / (1 - b1)), far below float32 resolution. v decays by b2 = 0.999 a step and needs tens of thousands
+# of steps without a gradient to reach that range, so it is left as it is.
 # --------------------------------------------------------------------------------------------------
 def adam_update_np(p, g, m, v, lr, b1, b2, c1, c2, eps):
     """p, g, m, v: same shape (any), updated in place; scalars in p's dtype."""
@@ -281,7 +283,7 @@ def _adam_update_nb(p, g, m, v, lr, b1, b2, c1, c2, eps):
     for i in range(pf.size):
         gi = gf[i]
         mi = b1 * mf[i] + (one - b1) * gi
-        mi = mi if abs(mi) >= tiny else zero
+        mi = zero if abs(mi) < tiny else mi   # (a NaN stays NaN, as in the twin)
         vi = b2 * vf[i] + (one - b2) * (gi * gi)
         mf[i] = mi
         vf[i] = vi
@@ -313,7 +315,10 @@ def _sgd_update_nb(p, g, vel, lr, momentum):
 #   out[i, :] = x[idx[i], :] / 255        (a true division: 255 maps to exactly 1, as in to_unit)
 # --------------------------------------------------------------------------------------------------
 def gather_unit_np(x, idx, c255, u8, out):
-    """x: (N, D) uint8; idx: (B,) integer rows; c255: 255 in out's dtype; u8: (B, D) uint8 scratch; out: (B, D)."""
+    """x: (N, D) uint8; idx: (B,) rows in [0, N); c255: 255 in out's dtype; u8: (B, D) uint8 scratch; out: (B, D).
+
+    The callers (Batches, vn.train) pass validated shapes and in-range indices; the Numba twin checks neither.
+    """
     np.take(x, idx, axis=0, out=u8, mode="clip")
     np.copyto(out, u8)
     return np.divide(out, c255, out=out)

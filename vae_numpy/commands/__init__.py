@@ -13,48 +13,25 @@ AUTO_FIRST, AUTO_FALLBACK = "mnist", "mnist-5k"
 
 
 # --------------------------------------------------------------------------------- argument types
-def positive_int(text):
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
-    return value
+def _number_type(parse, strict, what):
+    """An argparse type: `parse(text)` (int or float), finite, > 0 (strict) or >= 0; else one line naming `what`."""
+    def check(text):
+        try:
+            value = parse(text)
+        except ValueError:
+            value = float("nan")
+        if not (value > 0 if strict else value >= 0) or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {what}")
+        return value
+    check.__name__ = what.replace(" ", "_").replace("-", "")
+    check.__doc__ = f"argparse type: a {what}."
+    return check
 
 
-def nonnegative_int(text):
-    """argparse type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a non-negative integer")
-    return value
-
-
-def positive_float(text):
-    """argparse type: a finite number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
-    return value
-
-
-def nonnegative_float(text):
-    """argparse type: a finite number >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a non-negative number")
-    return value
+positive_int = _number_type(int, True, "positive integer")
+nonnegative_int = _number_type(int, False, "non-negative integer")
+positive_float = _number_type(float, True, "positive number")
+nonnegative_float = _number_type(float, False, "non-negative number")
 
 
 def hidden_dims(text):

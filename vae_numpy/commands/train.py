@@ -40,7 +40,7 @@ def add_arguments(p):
     p.add_argument("--binarize", choices=("none", "static", "dynamic"), default=None,
                    help="none: pixels / 255 (default); static: one fixed binary sample; dynamic: a new one per batch")
     p.add_argument("--model", choices=("vae", "ae"), default=None, help="vae (default) or a plain autoencoder")
-    p.add_argument("--init", choices=("he-xavier", "torch"), default=None,
+    p.add_argument("--init", choices=("he-xavier", "torch"), default=None,   # layers.INITS (not imported here)
                    help="initial weights: he-xavier (default; He before ReLU, Xavier before linear outputs, zero "
                         "biases) or torch (PyTorch's nn.Linear default, U(+-1/sqrt(fan_in)))")
     p.add_argument("--beta-warmup", type=nonnegative_float, default=None, metavar="EPOCHS",
@@ -87,7 +87,8 @@ def _describe(model, opt, settings, epochs):
     dims = "-".join(str(d) for d in (model.input_dim, *model.hidden_dims, model.latent_dim))
     kind = "VAE" if model.kind == "vae" else "autoencoder"
     beta = f", beta {model.beta:g}" if model.kind == "vae" and model.beta != 1 else ""
-    return (f"model: {kind} {dims}, {model.likelihood}{beta}, {model.n_params:,} parameters; "
+    init = f", init {model.init}" if model.init != "he-xavier" else ""
+    return (f"model: {kind} {dims}, {model.likelihood}{beta}{init}, {model.n_params:,} parameters; "
             f"{type(opt).__name__} lr {opt.lr:g}, batch {settings['batch_size']}, {epochs} epochs, "
             f"binarize {settings['binarize']}, seed {settings['seed']}")
 
