@@ -100,6 +100,21 @@ def test_gather_unit_is_exactly_the_correctly_rounded_division(dtype):
         assert np.array_equal(got, want) and got[0, 255] == 1.0
 
 
+def test_float32_exp_split_matches_exp_to_float32_precision():
+    """exp(-|a|) = e * l of _exp_neg_abs_split: within 3e-7 relative of float64 exp for |a| <= 87, capped beyond."""
+    a = np.concatenate([np.linspace(-87, 87, 20001), [0.0, 1e-30, -1e-30, 88.0, -200.0, 1e4]]).astype(np.float32)
+    a = a.reshape(1, -1)
+    e, l = np.empty_like(a), np.empty_like(a)
+    split = _kernels._jit(_kernels._exp_neg_abs_split, {"contract"})     # as bce_logits compiles it
+    split(a, e, l)
+    got = (e * l).astype(np.float64)[0]
+    want = np.exp(-np.minimum(np.abs(a[0].astype(np.float64)), 87.0))
+    assert np.all(np.abs(got - want) <= 3e-7 * want)
+    capped = got[np.abs(a[0]) >= 87]                     # |a| >= 87: all exp(-87), a normal float32
+    assert np.all(capped == capped[0]) and capped[0] == pytest.approx(np.exp(-87.0), rel=3e-7)
+    assert np.all(got >= np.finfo(np.float32).tiny)
+
+
 def test_adam_stores_a_subnormal_momentum_as_zero():
     """b1 * m below the smallest normal number is stored as 0 by both twins (the kernels' comment says why)."""
     for dtype in (np.float32, np.float64):

@@ -13,6 +13,7 @@ Caching is on where a cache folder is writable and silently off where it is not 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import types
 import warnings
@@ -83,6 +84,11 @@ def _leaky_relu_backward_nb(dy, y, slope, out):
 # is not vectorized (~10x slower than exp here), so in float32 the Numba loop evaluates it itself from
 #   log1p(e) = 2 atanh(t) = 2 (t + t^3/3 + t^5/5 + ... + t^13/13),   t = e / (2 + e) in [0, 1/3],
 # whose truncation error is below 1e-7 (float32 resolution); float64 keeps NumPy's log1p.
+# In float32 e itself is computed by the Numba loops too (NumPy's abs, negative and exp passes took ~2/3 of
+# the kernel): |a| = n ln2 + r with n = round(|a| / ln2), |r| <= ln2 / 2, so that
+#   exp(-|a|) = 2^-n exp(-r),   exp(-r) = sum_{k<=6} (-r)^k / k!   (truncation error < 1.3e-7),
+# 2^-n being the float32 whose bits are (127 - n) << 23. |a| is capped at 87: exp(-87) = 1.6e-38 is still a
+# normal number (subnormals are slow), and a logit beyond +-87 changes the loss by less than 2e-38.
 # --------------------------------------------------------------------------------------------------
 def _exp_neg_abs(a, e):
     """e = exp(-|a|), in NumPy."""
@@ -108,6 +114,24 @@ def bce_logits_np(a, x, scale, rec, da, e, l):
 
 _F32 = np.float32
 _TWO, _C3, _C5, _C7, _C9, _C11, _C13 = (_F32(c) for c in (2, 2 / 3, 2 / 5, 2 / 7, 2 / 9, 2 / 11, 2 / 13))
+_HALF, _LOG2E, _CAP = _F32(0.5), _F32(1.4426950408889634), _F32(87.0)
+_LN2_HI, _LN2_LO = _F32(0.693359375), _F32(-2.12194440e-4)    # ln 2 = hi + lo, hi exact in few bits
+_E1, _E2, _E3, _E4, _E5, _E6 = (_F32((-1) ** k / math.factorial(k)) for k in range(1, 7))
+_I127, _I23 = np.int32(127), np.int32(23)
+
+
+def _exp_neg_abs_split(a, e, l):
+    """float32 a: (N, D) -> e = 2^-n (as float32 bits), l = exp(-r), so that exp(-|a|) = e * l (see above)."""
+    n_rows, d = a.shape
+    e_bits = e.view(np.int32)
+    for i in range(n_rows):
+        for j in range(d):
+            x = abs(a[i, j])
+            x = x if x < _CAP else _CAP
+            n = np.floor(x * _LOG2E + _HALF)
+            r = (x - n * _LN2_HI) - n * _LN2_LO
+            l[i, j] = _F32(1) + r * (_E1 + r * (_E2 + r * (_E3 + r * (_E4 + r * (_E5 + r * _E6)))))
+            e_bits[i, j] = (_I127 - np.int32(n)) << _I23
 
 
 def _bce_logits_loop(a, x, scale, rec, da, e, l):
@@ -130,7 +154,7 @@ def _bce_logits_loop(a, x, scale, rec, da, e, l):
 
 
 def _bce_logits_series_loop(a, x, scale, rec, da, e, l):
-    """The fused loop for float32, evaluating log1p(e) by the series (l is not used)."""
+    """The fused loop for float32, exp(-|a|) = e * l from _exp_neg_abs_split, log1p of it by the series."""
     n, d = a.shape
     one = scale / scale
     zero = one - one
@@ -139,7 +163,7 @@ def _bce_logits_series_loop(a, x, scale, rec, da, e, l):
         for j in range(d):
             av = a[i, j]
             xv = x[i, j]
-            ev = e[i, j]
+            ev = e[i, j] * l[i, j]
             t = ev / (_TWO + ev)
             t2 = t * t
             lv = t * (_TWO + t2 * (_C3 + t2 * (_C5 + t2 * (_C7 + t2 * (_C9 + t2 * (_C11 + t2 * _C13))))))
@@ -151,11 +175,12 @@ def _bce_logits_series_loop(a, x, scale, rec, da, e, l):
     return rec
 
 
-def _make_bce_nb(loop, series_loop):
+def _make_bce_nb(loop, split, series_loop):
     def bce_logits_nb(a, x, scale, rec, da, e, l):
-        _exp_neg_abs(a, e)
         if a.dtype == np.float32:
+            split(a, e, l)
             return series_loop(a, x, scale, rec, da, e, l)
+        _exp_neg_abs(a, e)
         np.log1p(e, out=l)
         return loop(a, x, scale, rec, da, e, l)
     return bce_logits_nb
@@ -353,7 +378,8 @@ if numba is not None:
         name="numba",
         leaky_relu_forward=_jit(_leaky_relu_forward_nb),
         leaky_relu_backward=_jit(_leaky_relu_backward_nb),
-        bce_logits=_make_bce_nb(_jit(_bce_logits_loop, _REASSOC), _jit(_bce_logits_series_loop, _REASSOC)),
+        bce_logits=_make_bce_nb(_jit(_bce_logits_loop, _REASSOC), _jit(_exp_neg_abs_split, {"contract"}),
+                                _jit(_bce_logits_series_loop, _REASSOC)),
         bernoulli_loglik_rows=_make_rows_nb(_jit(_bernoulli_loglik_rows_loop, _REASSOC)),
         reparam_kl_forward=_make_reparam_nb(_jit(_reparam_kl_loop)),
         reparam_kl_backward=_jit(_reparam_kl_backward_nb),
