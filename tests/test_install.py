@@ -178,11 +178,11 @@ def test_cli_main_in_process(capsys):
 
 # ---------------------------------------------------------------------------------- import cost
 def test_import_leaves_matplotlib_and_tqdm_for_later():
-    """`import vae_numpy` stays light (no matplotlib, no tqdm); vn.plots and vn.explore load on first use."""
+    """`import vae_numpy` stays light (no matplotlib, tqdm, urllib); vn.plots and vn.explore load on first use."""
     code = textwrap.dedent("""
         import sys
         import vae_numpy as vn
-        before = sorted(m for m in ("matplotlib", "tqdm") if m in sys.modules)
+        before = sorted(m for m in ("matplotlib", "tqdm", "urllib.request", "http.client") if m in sys.modules)
         assert "plots" in dir(vn) and "explore" in vn.__all__
         from vae_numpy import plots
         assert plots is vn.plots and vn.explore.__name__ == "vae_numpy.explore"

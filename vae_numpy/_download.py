@@ -16,32 +16,14 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from .errors import DataError
+from .errors import DownloadFailed
 
 USER_AGENT = "vae-numpy"  # some hosts refuse urllib's default agent
 _CHUNK = 1 << 16
 
 
-class DownloadFailed(DataError):
-    """Every mirror failed; ``errors`` holds ``(url, reason)`` for each attempt, in order."""
-
-    def __init__(self, name: str, errors: list[tuple[str, str]]):
-        self.errors = errors
-        tried = "; ".join(f"{url} ({why})" for url, why in errors)
-        super().__init__(f"could not download {name}: {tried}")
-
-
 class _Refused(Exception):
     """The server answered, but with the wrong bytes."""
-
-
-def sha256_file(path) -> str:
-    """The SHA-256 of a file, as 64 hex digits, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _reason(exc: BaseException, timeout: float) -> str:

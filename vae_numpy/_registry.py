@@ -17,13 +17,22 @@ gzipped (official or Debian) or uncompressed. Gzip is recognised by its magic by
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ._download import sha256_file
 from ._idx import GZIP_MAGIC
 from .errors import ConfigError, DataError
+
+
+def sha256_file(path) -> str:
+    """The SHA-256 of a file, as 64 hex digits, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 @dataclass(frozen=True)

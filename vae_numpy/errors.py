@@ -18,6 +18,15 @@ class DataError(VAENumpyError, ValueError):
     """A dataset that cannot be found, downloaded, verified or parsed."""
 
 
+class DownloadFailed(DataError):
+    """Every mirror failed; ``errors`` holds ``(url, reason)`` for each attempt, in order."""
+
+    def __init__(self, name: str, errors: list[tuple[str, str]]):
+        self.errors = errors
+        tried = "; ".join(f"{url} ({why})" for url, why in errors)
+        super().__init__(f"could not download {name}: {tried}")
+
+
 class CheckpointError(VAENumpyError, ValueError):
     """A checkpoint that is unreadable, truncated, corrupt, of another format, or not ours."""
 
