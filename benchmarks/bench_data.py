@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from vae_numpy import datasets  # noqa: E402
-from vae_numpy._download import sha256_file  # noqa: E402
+from vae_numpy._registry import sha256_file  # noqa: E402
 
 BATCH = 128
 REPEATS = 5

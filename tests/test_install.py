@@ -182,7 +182,7 @@ def test_import_leaves_matplotlib_and_tqdm_for_later():
     code = textwrap.dedent("""
         import sys
         import vae_numpy as vn
-        before = sorted(m for m in ("matplotlib", "tqdm", "urllib.request", "http.client") if m in sys.modules)
+        before = sorted(m for m in ("matplotlib", "tqdm", "urllib.request", "http.client", "ssl") if m in sys.modules)
         assert "plots" in dir(vn) and "explore" in vn.__all__
         from vae_numpy import plots
         assert plots is vn.plots and vn.explore.__name__ == "vae_numpy.explore"

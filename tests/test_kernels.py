@@ -105,7 +105,7 @@ def test_float32_exp_split_matches_exp_to_float32_precision():
     a = np.concatenate([np.linspace(-87, 87, 20001), [0.0, 1e-30, -1e-30, 88.0, -200.0, 1e4]]).astype(np.float32)
     a = a.reshape(1, -1)
     e, l = np.empty_like(a), np.empty_like(a)
-    split = _kernels._jit(_kernels._exp_neg_abs_split, {"contract"})     # as bce_logits compiles it
+    split = _kernels._EXP_SPLIT_NB     # the compiled loop bce_logits calls
     split(a, e, l)
     got = (e * l).astype(np.float64)[0]
     want = np.exp(-np.minimum(np.abs(a[0].astype(np.float64)), 87.0))
@@ -113,6 +113,21 @@ def test_float32_exp_split_matches_exp_to_float32_precision():
     capped = got[np.abs(a[0]) >= 87]                     # |a| >= 87: all exp(-87), a normal float32
     assert np.all(capped == capped[0]) and capped[0] == pytest.approx(np.exp(-87.0), rel=3e-7)
     assert np.all(got >= np.finfo(np.float32).tiny)
+
+
+@DTYPE
+def test_bce_keeps_nan_and_handles_infinite_logits_like_its_twin(dtype):
+    a = np.array([[np.nan, np.inf, -np.inf, 1.0, 200.0, -200.0]], dtype=dtype)
+    x = np.array([[1.0, 1.0, 0.0, 0.5, 1.0, 0.0]], dtype=dtype)
+    got = {}
+    for kernels in (_kernels.NUMPY, _kernels.NUMBA):
+        bufs = [np.empty(1, dtype)] + [np.empty_like(a) for _ in range(3)]
+        with np.errstate(all="ignore"):
+            kernels.bce_logits(a, x, dtype(1.0), *bufs)
+        got[kernels.name] = bufs[:2]
+    for rec, da in got.values():
+        assert np.isnan(rec[0]) and np.isnan(da[0, 0])               # a NaN logit propagates
+        np.testing.assert_allclose(da[0, 1:], [0.0, 0.0, 0.5 * (np.tanh(0.5) + 1) - 0.5, 0.0, 0.0], atol=1e-7)
 
 
 def test_adam_stores_a_subnormal_momentum_as_zero():

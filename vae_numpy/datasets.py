@@ -210,11 +210,11 @@ def load_dataset(name: str, split: str = "train", data_dir=None, download: bool 
     return _read_split(spec, split, paths)
 
 
-def fetch(urls, path, size, sha256, progress, timeout):
+def fetch(urls, dest, size=None, sha256=None, progress=True, timeout=5.0):
     """_download.fetch, imported on first use: urllib, http.client and ssl add ~50 ms and ~8 MB to an import."""
     from ._download import fetch as fetch_now
 
-    return fetch_now(urls, path, size, sha256, progress, timeout)
+    return fetch_now(urls, dest, size, sha256, progress, timeout)
 
 
 def _download(spec: DatasetSpec, split: str, tried, download: bool, progress: bool) -> list[Path]:
