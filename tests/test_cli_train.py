@@ -154,6 +154,7 @@ def test_resume_refuses_changed_settings_and_an_occupied_out(tmp_path, capsys, o
     assert main(["train", *TINY, "--epochs", "1", "--out", str(run)]) == 0
     capsys.readouterr()
     for argv in (["train", "--resume", str(run / "model.npz"), "--hidden", "8"],
+                 ["train", "--resume", str(run / "model.npz"), "--init", "torch"],
                  ["train", "--resume", str(run / "model.npz"), "--dataset", "mnist"],
                  ["train", *TINY, "--out", str(run)],
                  ["sample", str(run / "model.npz"), "--out", str(tmp_path / "x.jpg")],
