@@ -87,8 +87,7 @@ class Network:
                 self.grads[key] = self._flat_grads[offset:offset + n].reshape(shape)
                 offset += n
             self.params[f"{name}.W"][...] = init_weights(i, o, act, self.rng, self.dtype, self.init)
-            if self.init != "he-xavier":   # he-xavier biases are zero (and draw nothing from the generator)
-                self.params[f"{name}.b"][...] = init_bias(i, o, self.rng, self.dtype, self.init)
+            self.params[f"{name}.b"][...] = init_bias(i, o, self.rng, self.dtype, self.init)
 
     @property
     def n_params(self):

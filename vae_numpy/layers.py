@@ -157,10 +157,8 @@ def init_weights(in_dim, out_dim, activation, rng, dtype, init="he-xavier"):
     init="torch": PyTorch's nn.Linear default whatever the activation, W ~ U(-1/sqrt(in_dim), +1/sqrt(in_dim))
     (kaiming_uniform_ with a = sqrt(5)); its variance 1 / (3 in_dim) is a sixth of He's.
     """
-    check_choice("init", init, INITS)
-    if init == "torch":
-        bound = 1.0 / np.sqrt(in_dim)
-        return rng.uniform(-bound, bound, (in_dim, out_dim)).astype(dtype)
+    if check_choice("init", init, INITS) == "torch":
+        return _torch_uniform(in_dim, (in_dim, out_dim), rng, dtype)
     if activation in ("relu", "leaky_relu"):
         std = np.sqrt(2.0 / in_dim)
     else:
@@ -170,11 +168,15 @@ def init_weights(in_dim, out_dim, activation, rng, dtype, init="he-xavier"):
 
 def init_bias(in_dim, out_dim, rng, dtype, init="he-xavier"):
     """b: (out_dim,): zeros for "he-xavier"; U(-1/sqrt(in_dim), +1/sqrt(in_dim)) for "torch" (nn.Linear's)."""
-    check_choice("init", init, INITS)
-    if init == "torch":
-        bound = 1.0 / np.sqrt(in_dim)
-        return rng.uniform(-bound, bound, out_dim).astype(dtype)
+    if check_choice("init", init, INITS) == "torch":
+        return _torch_uniform(in_dim, (out_dim,), rng, dtype)
     return np.zeros(out_dim, dtype=dtype)
+
+
+def _torch_uniform(in_dim, shape, rng, dtype):
+    """U(-1/sqrt(in_dim), +1/sqrt(in_dim)) of the given shape: nn.Linear's default for W and b."""
+    bound = 1.0 / np.sqrt(in_dim)
+    return rng.uniform(-bound, bound, shape).astype(dtype)
 
 
 class Dense:
