@@ -597,42 +597,30 @@ def install_profiler(prof: Profiler, model):
     return uninstall
 
 
+# label prefix -> phase, first match wins ("{side}" is encoder/decoder by the label's layer)
+_PHASES = (
+    ("matmul fwd", "{side} matmuls (fwd)"), ("dense fwd", "{side} bias add + dense_forward glue"),
+    ("act fwd", "activation forward (+ dispatch)"), ("kernel leaky_relu_forward", "activation forward (+ dispatch)"),
+    ("kernel reparam_kl_forward", "reparam/KL kernel (fwd)"), ("kernel bce_logits", "BCE kernel"),
+    ("matmul dW", "backward matmuls dW"), ("matmul dx", "backward matmuls dx"), ("matmul", "other matmuls"),
+    ("db ", "bias grads db (np.add.reduce)"), ("dense bwd", "dense_backward glue"),
+    ("act bwd", "activation backward (+ dispatch)"), ("kernel leaky_relu_backward", "activation backward (+ dispatch)"),
+    ("kernel reparam_kl_backward", "reparam/KL kernel (bwd)"), ("kernel adam_update", "Adam kernel"),
+    ("kernel gather_unit", "data (Batches: gather + scale)"),
+)
+_PLAIN_LABELS = {"data": "data (Batches: gather + scale)", "eps": "eps draw (rng.standard_normal)",
+                 "forward": "forward glue (model._forward itself)",
+                 "backward": "backward glue (model._backward itself)", "step": "Adam glue (opt.step itself)",
+                 "loop": "loop glue"}
+
+
 def category(label: str, enc_layers: set) -> str:
     """Group a profile label into the phases the summary reports."""
-    parts = label.split()
-    layer = parts[-1]
-    side = "encoder" if layer in enc_layers else "decoder"
-    if label.startswith("matmul fwd"):
-        return f"{side} matmuls (fwd)"
-    if label.startswith("dense fwd"):
-        return f"{side} bias add + dense_forward glue"
-    if label.startswith("act fwd") or label.startswith("kernel leaky_relu_forward"):
-        return "activation forward (+ dispatch)"
-    if label.startswith("kernel reparam_kl_forward"):
-        return "reparam/KL kernel (fwd)"
-    if label.startswith("kernel bce_logits"):
-        return "BCE kernel"
-    if label.startswith("matmul dW"):
-        return "backward matmuls dW"
-    if label.startswith("matmul dx"):
-        return "backward matmuls dx"
-    if label.startswith("matmul"):
-        return "other matmuls"
-    if label.startswith("db "):
-        return "bias grads db (np.add.reduce)"
-    if label.startswith("dense bwd"):
-        return "dense_backward glue"
-    if label.startswith("act bwd") or label.startswith("kernel leaky_relu_backward"):
-        return "activation backward (+ dispatch)"
-    if label.startswith("kernel reparam_kl_backward"):
-        return "reparam/KL kernel (bwd)"
-    if label.startswith("kernel adam_update"):
-        return "Adam kernel"
-    if label.startswith("kernel gather_unit"):
-        return "data (Batches: gather + scale)"
-    return {"data": "data (Batches: gather + scale)", "eps": "eps draw (rng.standard_normal)",
-            "forward": "forward glue (model._forward itself)", "backward": "backward glue (model._backward itself)",
-            "step": "Adam glue (opt.step itself)", "loop": "loop glue"}.get(label, "other: " + label)
+    side = "encoder" if label.split()[-1] in enc_layers else "decoder"
+    for prefix, phase in _PHASES:
+        if label.startswith(prefix):
+            return phase.format(side=side)
+    return _PLAIN_LABELS.get(label, "other: " + label)
 
 
 CATEGORY_ORDER = (
