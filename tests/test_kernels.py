@@ -37,6 +37,10 @@ def _targets(rng, shape, dtype):
 def _cases(name, dtype, rng):
     """(args, indices of the arrays the kernel writes) for each kernel; args are fresh arrays."""
     f = dtype
+    if name == "add_bias":
+        return [((rng.standard_normal((5, 7)).astype(f), rng.standard_normal(7).astype(f)), (0,))]
+    if name == "sum_rows":
+        return [((rng.standard_normal((n, 7)).astype(f), np.empty(7, dtype=f)), (1,)) for n in (1, 5, 130)]
     if name in ("leaky_relu_forward", "leaky_relu_backward"):
         cases = []
         for slope in (0.0, 0.01):
@@ -169,6 +173,19 @@ def test_numba_and_numpy_twins_agree(name, dtype):
             np.testing.assert_allclose(y, x, rtol=RTOL[dtype], atol=RTOL[dtype] * 1e-3 * max(1, np.abs(x).max()))
 
 
+@DTYPE
+def test_bias_kernels_add_in_numpys_order(dtype):
+    """add_bias and sum_rows give NumPy's bits exactly: the same additions, in the same order."""
+    rng = np.random.default_rng(3)
+    y, b = rng.standard_normal((128, 33)).astype(dtype), rng.standard_normal(33).astype(dtype)
+    expected = y + b
+    assert _kernels.NUMBA.add_bias(y, b) is y
+    np.testing.assert_array_equal(y, expected)
+    d = (1e4 * rng.standard_normal((130, 21))).astype(dtype)   # large terms: a reordered sum would differ
+    out = np.full(21, np.nan, dtype=dtype)
+    np.testing.assert_array_equal(_kernels.NUMBA.sum_rows(d, out), np.add.reduce(d, axis=0))
+
+
 def test_both_namespaces_hold_every_kernel():
     assert set(_kernels.KERNEL_NAMES) == set(vars(_kernels.NUMPY)) - {"name"} == set(vars(_kernels.NUMBA)) - {"name"}
     assert _kernels.NUMPY.name == "numpy" and _kernels.NUMBA.name == "numba"
@@ -179,7 +196,7 @@ def test_both_namespaces_hold_every_kernel():
 @pytest.mark.parametrize("slope", [0.0, 0.01])
 @DTYPE
 def test_leaky_relu_in_place(dtype, slope, jit):
-    """The models call the activation with out=a."""
+    """In place (out=a) is slower with Numba (a masked store, see _kernels) but must give the same numbers."""
     a = np.random.default_rng(1).standard_normal((4, 5)).astype(dtype)
     expected = np.where(a > 0, a, dtype(slope) * a)
     K = _kernels.NUMBA if jit else _kernels.NUMPY

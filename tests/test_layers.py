@@ -8,6 +8,7 @@ import pytest
 
 import vae_numpy as vn
 from vae_numpy import _kernels, layers
+from vae_numpy.errors import ConfigError
 from vae_numpy.gradcheck import array_rel_error, check_function, numerical_gradient_array
 
 TOL = 1e-7
@@ -118,6 +119,13 @@ def test_dense_forward_values():
     y, cache = layers.dense_forward(x, W, b)
     np.testing.assert_allclose(y, [[2.1, 4.2, 1.3]], rtol=1e-15)
     assert cache[0] is x and cache[1] is W
+
+
+@pytest.mark.parametrize("x_shape, b_shape", [((2,), (3,)), ((1, 2), (1, 3)), ((1, 2), (4,))])
+def test_dense_forward_names_bad_shapes(x_shape, b_shape):
+    W = np.ones((2, 3))
+    with pytest.raises(ConfigError, match=r"b of shape \(O,\) = \(3,\)"):
+        layers.dense_forward(np.ones(x_shape), W, np.ones(b_shape))
 
 
 def test_dense_gradcheck():

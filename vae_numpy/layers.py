@@ -20,6 +20,7 @@ import numpy as np
 
 from . import _kernels
 from ._validate import check_choice, check_int
+from .errors import ConfigError
 
 LEAKY_SLOPE = 0.01
 
@@ -31,7 +32,10 @@ def dense_forward(x, W, b, out=None):
     x: (N, I), W: (I, O), b: (O,) -> y: (N, O) (written into `out` when given). cache = (x, W).
     """
     y = np.matmul(x, W, out=out)
-    y += b
+    if y.ndim != 2 or getattr(b, "shape", None) != (y.shape[1],):
+        raise ConfigError(f"dense_forward: x {np.shape(x)} @ W {np.shape(W)} gives {y.shape}; it needs x of "
+                          f"shape (N, I) and b of shape (O,) = ({y.shape[-1]},), got b {np.shape(b)}")
+    _kernels.K.add_bias(y, b)                 # y += b, every row
     return y, (x, W)
 
 
@@ -44,7 +48,7 @@ def dense_backward(dout, cache, dW=None, db=None, need_dx=True, dx=None):
     """
     x, W = cache
     dW = np.matmul(x.T, dout, out=dW)
-    db = np.add.reduce(dout, axis=0, out=db)   # = np.sum(dout, axis=0), without np.sum's Python-level wrapper
+    db = _kernels.K.sum_rows(dout, np.empty_like(dout, shape=dout.shape[1:]) if db is None else db)
     dx_ = np.matmul(dout, W.T, out=dx) if need_dx else None
     return dx_, dW, db
 
@@ -209,7 +213,7 @@ class Dense:
     def forward(self, x):
         """x: (N, I) -> y: (N, O)."""
         a, dense_cache = dense_forward(x, self.W, self.b)
-        y, act_cache = activation_forward(self.activation, a, out=a)
+        y, act_cache = activation_forward(self.activation, a)
         self._cache = (dense_cache, act_cache)
         return y
 
