@@ -600,10 +600,11 @@ def install_profiler(prof: Profiler, model):
 # label prefix -> phase, first match wins ("{side}" is encoder/decoder by the label's layer)
 _PHASES = (
     ("matmul fwd", "{side} matmuls (fwd)"), ("dense fwd", "{side} bias add + dense_forward glue"),
+    ("kernel add_bias", "{side} bias add + dense_forward glue"), ("kernel sum_rows", "bias grads db"),
     ("act fwd", "activation forward (+ dispatch)"), ("kernel leaky_relu_forward", "activation forward (+ dispatch)"),
     ("kernel reparam_kl_forward", "reparam/KL kernel (fwd)"), ("kernel bce_logits", "BCE kernel"),
     ("matmul dW", "backward matmuls dW"), ("matmul dx", "backward matmuls dx"), ("matmul", "other matmuls"),
-    ("db ", "bias grads db (np.add.reduce)"), ("dense bwd", "dense_backward glue"),
+    ("db ", "bias grads db"), ("dense bwd", "dense_backward glue"),
     ("act bwd", "activation backward (+ dispatch)"), ("kernel leaky_relu_backward", "activation backward (+ dispatch)"),
     ("kernel reparam_kl_backward", "reparam/KL kernel (bwd)"), ("kernel adam_update", "Adam kernel"),
     ("kernel gather_unit", "data (Batches: gather + scale)"),
@@ -628,7 +629,7 @@ CATEGORY_ORDER = (
     "encoder matmuls (fwd)", "encoder bias add + dense_forward glue", "activation forward (+ dispatch)",
     "reparam/KL kernel (fwd)", "decoder matmuls (fwd)", "decoder bias add + dense_forward glue", "BCE kernel",
     "forward glue (model._forward itself)", "backward matmuls dW", "backward matmuls dx", "other matmuls",
-    "bias grads db (np.add.reduce)", "dense_backward glue", "activation backward (+ dispatch)",
+    "bias grads db", "dense_backward glue", "activation backward (+ dispatch)",
     "reparam/KL kernel (bwd)",
     "backward glue (model._backward itself)", "Adam kernel", "Adam glue (opt.step itself)", "loop glue",
 )
