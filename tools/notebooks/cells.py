@@ -49,14 +49,17 @@ def answer(grade_id, points, source):
     return ("markdown", _text(source), _meta(grade_id, grade=True, solution=True, locked=False, points=points))
 
 
-def imports(*modules):
-    """The first code cell: the imports every notebook shares, plus `modules` of vae_numpy (e.g. "explore")."""
-    extra = ", ".join((*modules, "tutorial"))
-    return code(f'''
-        import inspect
+def imports(*modules, inspect=True, pyplot=True):
+    """The first code cell: the imports every notebook shares, plus `modules` of vae_numpy (e.g. "explore").
 
-        import matplotlib.pyplot as plt
-        import numpy as np
+    inspect / pyplot=False leave out ``import inspect`` / ``import matplotlib.pyplot as plt`` in a notebook
+    that does not use them.
+    """
+    extra = ", ".join((*modules, "tutorial"))
+    std = "import inspect\n\n        " if inspect else ""
+    plt = "import matplotlib.pyplot as plt\n        " if pyplot else ""
+    return code(f'''
+        {std}{plt}import numpy as np
 
         import vae_numpy as vn
         from vae_numpy import {extra}

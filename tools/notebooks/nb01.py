@@ -143,7 +143,7 @@ CELLS = [
         lr = 1 / np.linalg.eigvalsh(model.precision).max()
         mu, log_var = np.zeros((3, 2)), np.zeros((3, 2))
         trace = []
-        for step in range(steps + 1):
+        for _ in range(steps + 1):
             trace.append((model.elbo(x, mu, log_var), model.kl_to_posterior(x, mu, log_var)))
             dmu, dlog_var = model.elbo_grad(x, mu, log_var)
             mu, log_var = mu + lr * dmu, log_var + lr * dlog_var
@@ -189,7 +189,7 @@ CELLS = [
         print("posterior covariance:\\n", np.round(ortho.posterior(x)[1], 6))
         lr_o = 1 / np.linalg.eigvalsh(ortho.precision).max()
         mu, log_var = np.zeros((3, 2)), np.zeros((3, 2))
-        for step in range(steps):
+        for _ in range(steps):
             dmu, dlog_var = ortho.elbo_grad(x, mu, log_var)
             mu, log_var = mu + lr_o * dmu, log_var + lr_o * dlog_var
         print(f"gap after {steps} steps:", ortho.kl_to_posterior(x, mu, log_var))

@@ -32,7 +32,7 @@ CELLS = [
     Three models are trained first: a VAE and an autoencoder with $Z = 16$, and a VAE with $Z = 2$. In fast mode
     they see a thousand digits for one epoch each (the pictures are then rough); otherwise all of MNIST.
     '''),
-    imports(),
+    imports(inspect=False, pyplot=False),
     code('''
         data = tutorial.load_mnist(n_train=tutorial.pick(fast=1000, full=None),
                                    n_test=tutorial.pick(fast=500, full=None))

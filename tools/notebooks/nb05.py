@@ -29,7 +29,7 @@ CELLS = [
     All numbers below compare models on the plain ELBO ($\beta = 1$), whatever $\beta$ they were trained with.
     In fast mode the models see a thousand digits for one epoch or two; the trends are clearer on full runs.
     '''),
-    imports(),
+    imports(inspect=False),
     code('''
         data = tutorial.load_mnist(n_train=tutorial.pick(fast=1000, full=None),
                                    n_test=tutorial.pick(fast=500, full=None))
@@ -109,7 +109,7 @@ CELLS = [
     '''),
     code('''
         fig, ax = plt.subplots(figsize=(6, 3.5))
-        for name, (model, history) in runs.items():
+        for name, (_, history) in runs.items():
             ax.plot([r["epoch"] for r in history], [r["kl"] for r in history], "o-", label=name)
         ax.set(xlabel="epoch", ylabel="train KL (nats)", title="The KL term with and without warm-up")
         ax.legend();
