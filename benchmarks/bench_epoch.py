@@ -506,11 +506,7 @@ class NumpyProxy:
         return f"matmul {a.shape}@{b.shape}", layer
 
     def _label_sum(self, a, *args, **kwargs):
-        prof = self._prof
-        frame = prof.stack[-1] if prof.stack else None
-        if frame is not None and frame[0].startswith("dense bwd"):
-            return f"db {frame[2]}", frame[2]
-        return "np.sum / np.add.reduce", prof.layer()
+        return "np.sum / np.add.reduce", self._prof.layer()
 
 
 def install_profiler(prof: Profiler, model):
@@ -604,7 +600,7 @@ _PHASES = (
     ("act fwd", "activation forward (+ dispatch)"), ("kernel leaky_relu_forward", "activation forward (+ dispatch)"),
     ("kernel reparam_kl_forward", "reparam/KL kernel (fwd)"), ("kernel bce_logits", "BCE kernel"),
     ("matmul dW", "backward matmuls dW"), ("matmul dx", "backward matmuls dx"), ("matmul", "other matmuls"),
-    ("db ", "bias grads db"), ("dense bwd", "dense_backward glue"),
+    ("dense bwd", "dense_backward glue"),
     ("act bwd", "activation backward (+ dispatch)"), ("kernel leaky_relu_backward", "activation backward (+ dispatch)"),
     ("kernel reparam_kl_backward", "reparam/KL kernel (bwd)"), ("kernel adam_update", "Adam kernel"),
     ("kernel gather_unit", "data (Batches: gather + scale)"),

@@ -55,14 +55,10 @@ def imports(*modules, inspect=True, pyplot=True):
     inspect / pyplot=False leave out ``import inspect`` / ``import matplotlib.pyplot as plt`` in a notebook
     that does not use them.
     """
-    extra = ", ".join((*modules, "tutorial"))
-    std = "import inspect\n\n        " if inspect else ""
-    plt = "import matplotlib.pyplot as plt\n        " if pyplot else ""
-    return code(f'''
-        {std}{plt}import numpy as np
+    lines = ["import inspect", ""] if inspect else []
+    lines += ["import matplotlib.pyplot as plt"] if pyplot else []
+    lines += ["import numpy as np", "", "import vae_numpy as vn",
+              f"from vae_numpy import {', '.join((*modules, 'tutorial'))}", "",
+              'print(f"vae_numpy {vn.__version__}; fast mode (VAE_NUMPY_FAST=1): {tutorial.fast_mode()}")']
+    return code("\n".join(lines))
 
-        import vae_numpy as vn
-        from vae_numpy import {extra}
-
-        print(f"vae_numpy {{vn.__version__}}; fast mode (VAE_NUMPY_FAST=1): {{tutorial.fast_mode()}}")
-    ''')
