@@ -145,6 +145,15 @@ class Network:
             dh = self._dense_backward(dh, caches[k], need_dx=need_dx or k > 0)
         return dh
 
+    # ---------------------------------------------------------------------------------- encoder
+    def _encoder_forward(self, x, ws=False):
+        """x: (N, D) -> (g (N, H_last): the encoder's features that the heads read, caches)."""
+        return self._mlp(self.enc_names, x, ws)
+
+    def _encoder_backward(self, dg, caches):
+        """dg: (N, H_last) -> None; fills the encoder's gradients (x needs none)."""
+        self._mlp_backward(dg, caches, need_dx=False)
+
     # ---------------------------------------------------------------------------------- decoder
     def _decoder_forward(self, z, ws=False):
         """z: (N, Z) -> (out (N, D): logits or Gaussian mean, log_var_x (N, D) or None, caches)."""

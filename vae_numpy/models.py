@@ -80,7 +80,7 @@ class VAE(Network):
     def encode(self, x):
         """x: (N, D) -> (mu, log_var), each (N, Z): the parameters of q(h | x)."""
         x = self._check_x(x)
-        h, _ = self._mlp(self.enc_names, x)
+        h, _ = self._encoder_forward(x)
         mu, _ = self._dense("enc_mu", h)
         log_var, _ = self._dense("enc_log_var", h)
         return mu, log_var
@@ -110,7 +110,7 @@ class VAE(Network):
     def _forward(self, x, eps, need_grad=True):
         """forward() without input checks (the training loop checks the data set once)."""
         N, Z = x.shape[0], self.latent_dim
-        h, enc_caches = self._mlp(self.enc_names, x, ws=True)
+        h, enc_caches = self._encoder_forward(x, ws=True)
         mu, mu_cache = self._dense("enc_mu", h, ws=True)
         log_var, lv_cache = self._dense("enc_log_var", h, ws=True)
         z, std, kl = self._buf("z", (N, Z)), self._buf("std", (N, Z)), self._buf("kl", (N,))
@@ -150,7 +150,7 @@ class VAE(Network):
         _kernels.K.reparam_kl_backward(dz, mu, std, eps, self.dtype.type(beta / N), dmu, dlog_var)
         dh = self._dense_backward(dmu, mu_cache)
         dh += self._dense_backward(dlog_var, lv_cache)   # h feeds both heads: the gradients add
-        self._mlp_backward(dh, enc_caches, need_dx=False)
+        self._encoder_backward(dh, enc_caches)
 
     # ---------------------------------------------------------------------------- evaluation
     def log_likelihood(self, x, n_samples=1000, seed=0, rng=None, max_rows=8192):
@@ -232,7 +232,7 @@ class Autoencoder(Network):
     def encode(self, x):
         """x: (N, D) -> z: (N, Z), the deterministic code."""
         x = self._check_x(x)
-        h, _ = self._mlp(self.enc_names, x)
+        h, _ = self._encoder_forward(x)
         z, _ = self._dense("enc_z", h)
         return z
 
@@ -243,7 +243,7 @@ class Autoencoder(Network):
     _reconstruction = VAE._reconstruction
 
     def _forward(self, x, eps=None, need_grad=True):
-        h, enc_caches = self._mlp(self.enc_names, x, ws=True)
+        h, enc_caches = self._encoder_forward(x, ws=True)
         z, z_cache = self._dense("enc_z", h, ws=True)
         out, log_var_x, dec_caches = self._decoder_forward(z, ws=True)
         rec, dout, dlog_var_x = self._reconstruction(x, out, log_var_x, need_grad)
@@ -256,7 +256,7 @@ class Autoencoder(Network):
         enc_caches, z_cache, dec_caches, dout, dlog_var_x = self._cache
         dz = self._decoder_backward(dout, dlog_var_x, dec_caches)
         dh = self._dense_backward(dz, z_cache)
-        self._mlp_backward(dh, enc_caches, need_dx=False)
+        self._encoder_backward(dh, enc_caches)
 
     def log_likelihood(self, x, n_samples=1000, seed=0, rng=None, max_rows=8192):
         raise ConfigError("an Autoencoder defines no density p(x), so it has no log-likelihood; "
