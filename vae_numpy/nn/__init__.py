@@ -1,0 +1,17 @@
+"""Layers as building blocks (the contract is in base.py): each a forward/backward pair that declares its
+parameter shapes and initialisation. A Sequential stack of layers is a layer.
+
+Shapes are batch-first: dense (N, F), convolutional (N, C, H, W), recurrent (N, T, F).
+A new layer: subclass Layer in its own module, decorate it with @register (so that JSON configs can name
+it), and import the module here; nothing in models.py changes. nn.check_layer checks its gradients.
+"""
+
+from .activations import Activation
+from .base import REGISTRY, Layer, Sequential, flat_buffers, from_config, materialize, register
+from .check import check_layer
+from .dense import Dense
+from .shape import Flatten, Reshape
+
+__all__ = ["REGISTRY", "Activation", "Dense", "Flatten", "Layer", "Reshape", "Sequential", "check_layer",
+           "flat_buffers", "from_config", "materialize",
+           "register"]
