@@ -3,8 +3,14 @@
 import numpy as np
 import pytest
 
+from vae_numpy import _kernels, _rnn_kernels
+from vae_numpy import errors as vn_errors
 from vae_numpy.gradcheck import array_rel_error, numerical_gradient
+from vae_numpy.nn import check_layer, materialize
 from vae_numpy.nn import recurrent_steps as rs
+from vae_numpy.nn.base import from_config
+from vae_numpy.nn.recurrent import GRU, RNN
+from vae_numpy.nn.recurrent_decoder import RecurrentDecoder
 
 TOL = 1e-7
 CELLS = ("rnn", "gru")
@@ -71,3 +77,114 @@ def test_gru_keeps_the_state_when_z_is_one_and_takes_n_when_z_is_zero():
         q["bx"][H:2 * H] = bias
         h_new, cache = rs.gru_step_forward(x, h, q)
         np.testing.assert_allclose(h_new, cache[4] if want is None else want, atol=1e-12)
+
+
+# ------------------------------------------------------------------------------------------ the layers
+
+JIT = pytest.mark.parametrize("jit", [True, False], ids=["numba", "numpy"])
+ENCODERS = {"gru": GRU, "rnn": RNN}
+
+
+@JIT
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("return_sequences", [False, True])
+def test_encoder_layer_equals_the_reference_steps(cell, return_sequences, jit):
+    rng = np.random.default_rng(3)
+    N, T, F, H = 3, 6, 4, 5
+    layer = materialize(ENCODERS[cell](H, return_sequences=return_sequences), (T, F), seed=1, init="torch")
+    x = rng.standard_normal((N, T, F))
+    dy = rng.standard_normal((N, T, H) if return_sequences else (N, H))
+    with _kernels.use_jit(jit):
+        y = layer.forward(x)
+        dx = layer.backward(dy)
+    p = {k: v.copy() for k, v in layer.params.items()}
+    hs, cache = rs.sequence_forward(cell, x, np.zeros((N, H)), p)
+    dhs = np.zeros_like(hs)
+    if return_sequences:
+        dhs[...] = dy
+    else:
+        dhs[:, -1] = dy
+    dx_ref, _, dp_ref = rs.sequence_backward(dhs, cache)
+    np.testing.assert_allclose(y, hs if return_sequences else hs[:, -1], rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(dx, dx_ref, rtol=1e-11, atol=1e-12)
+    for k, v in dp_ref.items():
+        np.testing.assert_allclose(layer.grads[k], v, rtol=1e-11, atol=1e-12, err_msg=k)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("T,N", [(1, 2), (2, 3), (5, 1), (28, 2)])
+@pytest.mark.parametrize("return_sequences", [False, True])
+def test_encoder_layer_matches_finite_differences(cell, T, N, return_sequences):
+    layer = materialize(ENCODERS[cell](4, return_sequences=return_sequences), (T, 3), seed=T, init="torch")
+    x = np.random.default_rng(T + N).standard_normal((N, T, 3))
+    check_layer(layer, x, seed=N).assert_ok()
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("step_input", ["code", "zeros"])
+@pytest.mark.parametrize("T,N", [(1, 2), (2, 1), (5, 3), (28, 2)])
+def test_decoder_layer_matches_finite_differences(cell, step_input, T, N):
+    layer = materialize(RecurrentDecoder(4, T, 3, cell=cell, step_input=step_input), (2,), seed=T, init="torch")
+    c = np.random.default_rng(T + N).standard_normal((N, 2))
+    check_layer(layer, c, seed=N).assert_ok()
+
+
+@pytest.mark.parametrize("init", ["he-xavier", "torch"])
+def test_layers_rebuild_from_their_config_and_initialise_deterministically(init):
+    for layer, shape in ((GRU(5), (7, 3)), (RNN(5, return_sequences=True), (7, 3)),
+                         (RecurrentDecoder(5, 7, 3, cell="rnn", step_input="zeros"), (4,))):
+        twin = from_config(layer.config())
+        assert twin.config() == layer.config()
+        a, b = materialize(layer, shape, seed=2, init=init), materialize(twin, shape, seed=2, init=init)
+        assert list(a.params) == list(a.param_shapes())
+        for k in a.params:
+            assert np.array_equal(a.params[k], b.params[k]), k
+
+
+def test_he_xavier_recurrent_weights_are_orthogonal_blocks():
+    layer = materialize(GRU(6), (4, 3), seed=0)
+    Wh = layer.params["Wh"]
+    for g in range(3):
+        block = Wh[:, 6 * g:6 * (g + 1)]
+        np.testing.assert_allclose(block.T @ block, np.eye(6), atol=1e-12)
+    assert not layer.params["bx"].any() and not layer.params["bh"].any()
+
+
+def test_wrong_input_shapes_name_the_fix():
+    with pytest.raises(vn_errors.ConfigError, match="Reshape"):
+        GRU(4).build((784,))
+    with pytest.raises(vn_errors.ConfigError, match="Flatten"):
+        RecurrentDecoder(4, 28, 28).build((7, 3))
+    with pytest.raises(vn_errors.ConfigError, match="cell"):
+        RecurrentDecoder(4, 28, 28, cell="lstm")
+
+
+# ------------------------------------------------------------------------------------- the kernels
+@pytest.mark.skipif(_rnn_kernels.NUMBA is None, reason="numba is not installed")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", _rnn_kernels.KERNEL_NAMES)
+def test_numba_kernel_equals_its_numpy_twin(name, dtype):
+    rng = np.random.default_rng(5)
+    N, H = 5, 7
+    G = 3 * H if name.startswith("gru") else H
+    m = lambda *s: rng.standard_normal(s).astype(dtype)  # noqa: E731
+    u = lambda *s: rng.uniform(0.01, 0.99, s).astype(dtype)  # noqa: E731
+    e = lambda *s: np.empty(s, dtype)  # noqa: E731
+    if name == "gru_cell_forward":
+        gx = m(N, G)
+        gx[0, :3] = (100.0, -100.0, 0.0)                                    # saturated gates
+        args, outs = (gx, m(N, G), m(G), m(N, H), e(N, H), e(N, H), e(N, H), e(N, H), e(N, H)), (4, 5, 6, 7, 8)
+    elif name == "gru_cell_backward":
+        args, outs = (m(N, H), m(N, H), m(N, H), u(N, H), u(N, H), m(N, H), m(N, H), e(N, G), e(N, G)), (0, 7, 8)
+    elif name == "rnn_cell_forward":
+        args, outs = (m(N, H), m(N, H), e(N, H)), (2,)
+    else:
+        args, outs = (m(N, H), m(N, H), u(N, H), e(N, H)), (3,)
+    got = {}
+    for ns in (_rnn_kernels.NUMPY, _rnn_kernels.NUMBA):
+        a = tuple(v.copy() for v in args)
+        getattr(ns, name)(*a)
+        got[ns.name] = [a[i] for i in outs]
+    rtol = 2e-6 if dtype == np.float32 else 1e-13
+    for x, y in zip(got["numpy"], got["numba"], strict=True):
+        np.testing.assert_allclose(y, x, rtol=rtol, atol=rtol)

@@ -1,0 +1,128 @@
+"""A recurrent decoder layer: a code (the latent h, or any features) -> a sequence of T rows of F logits.
+
+Shapes: c: (N, C) -> y: (N, T, F) (for MNIST T = 28 rows of F = 28 pixel logits; a Flatten after it gives the
+model's (N, 784)).
+
+    s_0 = tanh(c W0 + b0)                       the initial state, a Dense with tanh (states live in (-1, 1))
+    s_t = cell(u_t, s_{t-1}),  t = 1..T         a GRU or a vanilla RNN (nn/recurrent.py's cells)
+    y_t = s_t Wy + by                           one readout, the same weights at every step
+
+The step input u_t is not the previous row of pixels (teacher forcing would make decoding need x, and sampling
+would have to feed its own outputs back): the decoder is non-autoregressive, so decode(h) needs only h.
+step_input="code" (the default) feeds the code at every step, u_t = c (Keras's RepeatVector seq2seq
+autoencoder): its projection c Wx + bx is computed once and reused by all T steps, and dWx = c^T sum_t dgx_t.
+step_input="zeros" feeds nothing, u_t = 0 (only the biases remain): the sequence then comes from s_0 alone.
+
+Parameters, in initialisation order: "init.W" (C, H), "init.b" (H,), the cell's "Wx" (C, G) (only with
+step_input="code"), "Wh" (H, G), "bx", "bh" (G,) (GRU; G = 3H) or "b" (H,) (RNN), "out.W" (H, F), "out.b" (F,).
+The Dense parts initialise as layers.init_weights (Xavier normal before tanh and before the linear readout;
+"torch": U(+-1/sqrt(fan_in))), the cell as nn/recurrent.py's init_cell.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _kernels
+from .._validate import check_choice, check_int
+from ..errors import ConfigError
+from ..layers import init_bias, init_weights
+from .base import Layer, register
+from .recurrent import CELLS, _Buffers, cell_param_shapes, init_cell, input_bias, unroll_backward, unroll_forward
+
+STEP_INPUTS = ("code", "zeros")
+
+
+@register
+class RecurrentDecoder(Layer):
+    """c: (N, C) -> (N, steps, features) logits, through `units` recurrent states (see the module docstring)."""
+
+    def __init__(self, units, steps, features, cell="gru", step_input="code"):
+        super().__init__()
+        self.units = check_int("units", units)
+        self.steps = check_int("steps", steps)
+        self.features = check_int("features", features)
+        self.cell = check_choice("cell", cell, CELLS)
+        self.step_input = check_choice("step_input", step_input, STEP_INPUTS)
+
+    def _out_shape(self, in_shape):
+        if len(in_shape) != 1:
+            raise ConfigError(f"RecurrentDecoder takes flat codes (N, C); it was given per-example shape "
+                              f"{in_shape}: put a Flatten() before it")
+        return (self.steps, self.features)
+
+    def _cell_shapes(self):
+        shapes = cell_param_shapes(self.cell, self.in_shape[0], self.units)
+        if self.step_input == "zeros":
+            del shapes["Wx"]
+        return shapes
+
+    def param_shapes(self):
+        C, H, F = self.in_shape[0], self.units, self.features
+        return {"init.W": (C, H), "init.b": (H,), **self._cell_shapes(), "out.W": (H, F), "out.b": (F,)}
+
+    def _init(self, rng, dtype, init):
+        C, H, F = self.in_shape[0], self.units, self.features
+        out = {"init.W": init_weights(C, H, "tanh", rng, dtype, init), "init.b": init_bias(C, H, rng, dtype, init)}
+        cell = init_cell(self.cell, C, H, rng, dtype, init)
+        out.update({k: cell[k] for k in self._cell_shapes()})
+        out["out.W"] = init_weights(H, F, "linear", rng, dtype, init)
+        out["out.b"] = init_bias(H, F, rng, dtype, init)
+        return out
+
+    def forward(self, c, ws=None):
+        """c: (N, C) -> logits y: (N, T, F)."""
+        self._check_input(c)
+        p = self.params
+        N, H, T, F = c.shape[0], self.units, self.steps, self.features
+        G = p["Wh"].shape[1]
+        dtype = p["Wh"].dtype
+        buf = _Buffers(self, dtype, ws, steps=T)
+        c = np.asarray(c, dtype=dtype)
+        s0 = np.matmul(c, p["init.W"], out=buf("s0", (N, H)))
+        _kernels.K.add_bias(s0, p["init.b"])
+        np.tanh(s0, out=s0)
+        gx = buf("gx", (N, G))                                # one input projection for all T steps
+        if self.step_input == "code":
+            np.matmul(c, p["Wx"], out=gx)
+        else:
+            gx[...] = 0
+        _kernels.K.add_bias(gx, input_bias(self.cell, p))
+        hs = unroll_forward(self.cell, gx, s0, p, buf)
+        logits = np.matmul(hs[1:].reshape(T * N, H), p["out.W"], out=buf("logits", (T * N, F)))
+        _kernels.K.add_bias(logits, p["out.b"])               # the readout of all T states at once
+        y = buf("y", (N, T, F))
+        y[...] = logits.reshape(T, N, F).transpose(1, 0, 2)
+        self.cache = (buf, c, s0, hs)
+        return y
+
+    def backward(self, dy, need_dx=True):
+        """dy: (N, T, F) -> dc: (N, C) (None unless need_dx); writes every grads entry."""
+        buf, c, s0, hs = self.cache
+        p, g = self.params, self.grads
+        N, H, T, F = c.shape[0], self.units, self.steps, self.features
+        G = p["Wh"].shape[1]
+        dlogits = buf("dlogits", (T, N, F))
+        dlogits[...] = dy.transpose(1, 0, 2)
+        dl2, hs2 = dlogits.reshape(T * N, F), hs[1:].reshape(T * N, H)
+        np.matmul(hs2.T, dl2, out=g["out.W"])
+        _kernels.K.sum_rows(dl2, g["out.b"])
+        dhs = np.matmul(dl2, p["out.W"].T, out=buf("dhs", (T * N, H))).reshape(T, N, H)
+        dgx, _, ds0 = unroll_backward(self.cell, dhs, None, hs, p, buf)
+        dgx_sum = np.add.reduce(dgx, axis=0, out=buf("dgx_sum", (N, G)))   # gx was shared by all steps
+        _kernels.K.sum_rows(dgx_sum, g["bx" if self.cell == "gru" else "b"])
+        da0 = ds0 * (1 - s0 * s0)                                            # through s_0 = tanh(a_0)
+        np.matmul(c.T, da0, out=g["init.W"])
+        _kernels.K.sum_rows(da0, g["init.b"])
+        if self.step_input == "code":
+            np.matmul(c.T, dgx_sum, out=g["Wx"])
+        if not need_dx:
+            return None
+        dc = np.matmul(da0, p["init.W"].T, out=buf("dc", c.shape))
+        if self.step_input == "code":
+            dc += dgx_sum @ p["Wx"].T                   # c feeds two paths, s_0 and every step: gradients add
+        return dc
+
+    def config(self):
+        return {"type": "RecurrentDecoder", "units": self.units, "steps": self.steps, "features": self.features,
+                "cell": self.cell, "step_input": self.step_input}
