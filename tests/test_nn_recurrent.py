@@ -188,3 +188,18 @@ def test_numba_kernel_equals_its_numpy_twin(name, dtype):
     rtol = 2e-6 if dtype == np.float32 else 1e-13
     for x, y in zip(got["numpy"], got["numba"], strict=True):
         np.testing.assert_allclose(y, x, rtol=rtol, atol=rtol)
+
+
+@pytest.mark.skipif(_rnn_kernels.NUMBA is None, reason="numba is not installed")
+def test_float32_rational_tanh_is_within_4e7_relative_everywhere():
+    x = np.concatenate([np.linspace(-20, 20, 400001), np.geomspace(1e-30, 1, 2000), [0.0, np.inf, -np.inf]])
+    x = x.astype(np.float32).reshape(1, -1)
+    r, z = np.empty_like(x), np.empty_like(x)
+    gates_rz = _kernels._jit(_rnn_kernels._make_gru_forward_loops(_rnn_kernels._TANH32_NB)[0])
+    zero = np.zeros_like(x)
+    gates_rz(np.concatenate([2 * x, zero], axis=1), np.zeros((1, 2 * x.shape[1]), np.float32),
+             np.zeros(2 * x.shape[1], np.float32), r, z)             # r = sigma(2x) = (1 + tanh x) / 2
+    got = (2 * r.astype(np.float64) - 1)[0]
+    want = np.tanh(x[0].astype(np.float64))
+    assert np.all(np.abs(got - want) <= 4e-7 * np.maximum(np.abs(want), 1.0))   # near 0 through 2r - 1: absolute
+    np.testing.assert_array_equal(z, 0.5)
