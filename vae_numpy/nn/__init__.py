@@ -10,8 +10,11 @@ from .activations import Activation
 from .base import REGISTRY, Layer, Sequential, flat_buffers, from_config, materialize, register
 from .check import check_layer
 from .dense import Dense
+from .recurrent import GRU, RNN
+from .recurrent_decoder import RecurrentDecoder
 from .shape import Flatten, Reshape
 
-__all__ = ["REGISTRY", "Activation", "Dense", "Flatten", "Layer", "Reshape", "Sequential", "check_layer",
+__all__ = ["GRU", "REGISTRY", "RNN", "Activation", "Dense", "Flatten", "Layer", "RecurrentDecoder", "Reshape",
+           "Sequential", "check_layer",
            "flat_buffers", "from_config", "materialize",
            "register"]
