@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-import json
 import sys
 import warnings
 from pathlib import Path
@@ -131,6 +130,7 @@ def test_student_version_holds_no_solution(path, released):
             assert stu.source == TEXT_STUB
         elif is_solution(src):
             assert "raise NotImplementedError()" in stu.source
+            assert stu.metadata["deletable"] is False
         elif is_test(src):
             visible = src.source.split(BEGIN_HIDDEN)[0].rstrip("\n")
             assert stu.source == visible
@@ -264,26 +264,29 @@ def test_write_assignments_checks_every_notebook_before_writing(tmp_path):
         write_assignments(empty, tmp_path / "x")
 
 
-# ------------------------------------------------------------------------------------- grading
-def test_grading_runs_the_hidden_tests(tmp_path, capsys):
-    pytest.importorskip("nbclient")
-    pytest.importorskip("ipykernel")
+# ------------------------------------------------------------------------------------- locking
+def test_student_cells_are_locked_as_nbgrader_locks_them():
+    """Solution and answer cells: deletable false; test and locked cells: editable and deletable false."""
+    student = make_student_version(SOURCE)
+    for src, stu in zip(SOURCE.cells, student.cells, strict=True):
+        if is_test(src):
+            assert (stu.metadata["editable"], stu.metadata["deletable"]) == (False, False)
+        elif is_solution(src):
+            assert stu.metadata["deletable"] is False and stu.metadata.get("editable", True) is True
+        else:
+            assert "deletable" not in stu.metadata and "editable" not in stu.metadata
+
+
+def test_out_naming_a_file_or_a_broken_source_is_one_line(tmp_path, capsys):
     source = tmp_path / "source"
     source.mkdir()
-    nbformat.write(SOURCE, source / "add.ipynb")
-    release = tmp_path / "release"
-    write_assignments(source, release)
-
-    scores = assignments.grade(release / "add.ipynb", source, timeout=60)
-    by_id = {s.grade_id: s for s in scores}
-    assert (by_id["add-tests"].points, by_id["add-tests"].status) == (0.0, "failed: NotImplementedError")
-    assert by_id["why"].status == "by hand"
-
-    cheat = json.loads((release / "add.ipynb").read_text(encoding="utf-8"))
-    cheat["cells"][1]["source"] = "def add(a, b):\n    return 3"          # passes the visible test only
-    submission = tmp_path / "alice" / "add.ipynb"
-    submission.parent.mkdir()
-    submission.write_text(json.dumps(cheat), encoding="utf-8")
-    assert main(["assignments", "--source", str(source), "--grade", str(submission), "--timeout", "60"]) == 0
-    out = capsys.readouterr().out
-    assert "add-tests" in out and "failed: AssertionError" in out and "total 0 / 2" in out
+    nbformat.write(SOURCE, source / "a.ipynb")
+    afile = tmp_path / "afile"
+    afile.write_text("x", encoding="utf-8")
+    assert main(["assignments", "--source", str(source), "--out", str(afile)]) == 2
+    assert "is a file" in capsys.readouterr().err
+    (source / "b.ipynb").write_text('{"cells": 3}', encoding="utf-8")
+    assert main(["assignments", "--source", str(source), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "b.ipynb" in err and "not a valid notebook" in err
+    assert not (tmp_path / "out").exists()

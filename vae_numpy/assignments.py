@@ -15,18 +15,16 @@ marked the way nbgrader marks them, so the same files also work with ``nbgrader 
 - A **graded test cell** carries ``{"grade": true, "solution": false, "locked": true, "points": N, ...}``.
   What lies between ``### BEGIN HIDDEN TESTS`` and ``### END HIDDEN TESTS`` (delimiters included) is removed;
   the visible tests stay, so students can check their work, and the grader runs the full cell.
-- Every output and execution count is cleared; locked and graded cells are made read-only
-  (``editable``/``deletable`` false), as nbgrader does.
+- Every output and execution count is cleared; locked and test cells are made read-only (``editable`` and
+  ``deletable`` false) and solution and answer cells undeletable (``deletable`` false), as nbgrader does.
 
 Rules checked before anything is written (nbgrader's own, schema version 3): every nbgrader cell has a
 unique, non-empty ``grade_id``; a graded cell has ``points``; a markdown cell that is a solution is also
 graded and vice versa; solution regions only in solution cells, hidden tests only in graded cells; the
 delimiters pair up and do not nest.
 
-Grading: nbgrader's ``autograde`` does it with a gradebook; :func:`grade` is the light stand-in. It runs a
-submission with the instructor's test cells put back (:func:`with_instructor_tests`, hidden tests included)
-and scores each graded cell: its points if it ran without an error, 0 otherwise; written answers are left to
-grade by hand.
+Grading is in :mod:`vae_numpy.grading` (nbgrader's ``autograde`` is the full tool): it trusts nothing of a
+submission but the answer cells' sources.
 
 nbformat is imported when needed (``pip install "vae-numpy[notebooks]"``); grading also needs nbclient and
 ipykernel (installed with the ``dev`` extra).
@@ -35,8 +33,6 @@ ipykernel (installed with the ``dev`` extra).
 from __future__ import annotations
 
 import copy
-import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ConfigError
@@ -111,6 +107,9 @@ def validate(nb, name="notebook") -> None:
                 seen[gid] = i
             if meta["grade"] and "points" not in meta:
                 raise ConfigError(f"{where}: a graded cell needs 'points'")
+            points = meta.get("points", 0)
+            if isinstance(points, bool) or not isinstance(points, (int, float)) or not 0 <= points < float("inf"):
+                raise ConfigError(f"{where}: points={points!r}; give a number >= 0")
             if cell["cell_type"] == "markdown" and bool(meta["grade"]) != bool(meta["solution"]):
                 raise ConfigError(f"{where}: a markdown answer must be both 'solution' and 'grade' (graded by hand)")
         solutions = _regions(_source(cell), BEGIN_SOLUTION, END_SOLUTION, where, exact=True)
@@ -194,8 +193,10 @@ def make_student_version(nb, name="notebook"):
             cell["execution_count"] = None
         cell.get("metadata", {}).pop("execution", None)
         meta = nbgrader_meta(cell)
-        if meta.get("locked") or is_test(cell):
+        if meta.get("locked") or is_test(cell):          # nbgrader's lock_readonly_cells / lock_grade_cells
             cell["metadata"]["editable"] = False
+            cell["metadata"]["deletable"] = False
+        elif is_solution(cell) or is_graded(cell):       # nbgrader's lock_solution_cells: editable, kept
             cell["metadata"]["deletable"] = False
     return out
 
@@ -251,6 +252,26 @@ def summary(nb) -> list[tuple[str, str, float]]:
 
 
 # ---------------------------------------------------------------------------------------- files
+def read_notebook(path):
+    """A source notebook read with nbformat (version 4); ConfigError naming the file when it is not one."""
+    nbformat = _nbformat()
+    try:
+        nb = nbformat.read(path, as_version=4)
+        cells = nb["cells"]
+        if not isinstance(cells, list) or not all(isinstance(c, dict) and isinstance(c.get("cell_type"), str)
+                                                  and isinstance(_source(c), str) for c in cells):
+            raise ValueError("its 'cells' is not a list of cells with a type and a source")
+        for cell in cells:
+            if not isinstance(cell.get("metadata", {}), dict) or not isinstance(nbgrader_meta(cell), dict):
+                raise ValueError("a cell's metadata is not a mapping")
+    except OSError as exc:
+        raise ConfigError(f"source notebook {path} cannot be read ({exc.strerror or exc}); check --source") from None
+    except Exception as exc:  # noqa: BLE001 - nbformat raises many kinds for a broken file: one message
+        raise ConfigError(f"source notebook {path} is not a valid notebook ({type(exc).__name__}: "
+                          f"{str(exc)[:120]}); restore it (e.g. git checkout) or regenerate it") from None
+    return nb
+
+
 def write_assignments(source_dir, out_dir, pattern="*.ipynb", overwrite=False) -> list[Path]:
     """Write the student version of every notebook in `source_dir` matching `pattern` into `out_dir`.
 
@@ -264,11 +285,13 @@ def write_assignments(source_dir, out_dir, pattern="*.ipynb", overwrite=False) -
     paths = sorted(source_dir.glob(pattern))
     if not paths:
         raise ConfigError(f"no notebooks matching {pattern!r} in {source_dir}")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"out={str(out_dir)!r} is a file; pass a folder for the student versions")
     if out_dir.resolve() == source_dir.resolve():
         raise ConfigError(f"out={str(out_dir)!r} is the source folder; write the student versions elsewhere")
     students = []
     for path in paths:
-        nb = nbformat.read(path, as_version=4)
+        nb = read_notebook(path)
         students.append((out_dir / path.name, make_student_version(nb, path.name)))
     clash = [str(p) for p, _ in students if p.exists()]
     if clash and not overwrite:
@@ -281,51 +304,3 @@ def write_assignments(source_dir, out_dir, pattern="*.ipynb", overwrite=False) -
         tmp.replace(path)
         written.append(path)
     return written
-
-
-# -------------------------------------------------------------------------------------------- grading
-@dataclass
-class Score:
-    """One graded cell of a submission: its grade_id, the points earned out of max_points, and what happened."""
-
-    grade_id: str
-    points: float
-    max_points: float
-    status: str       # "passed", "failed: <exception name>", or "by hand"
-
-
-def grade(submission_path, source, timeout=600, fast=False) -> list[Score]:
-    """Run a student's notebook with the instructor's tests and score each graded cell.
-
-    submission_path: the student's .ipynb. source: the source notebook, or the folder holding a notebook of the
-    same file name. fast=True runs it with VAE_NUMPY_FAST=1. Each cell may take up to `timeout` seconds.
-    """
-    nbformat = _nbformat()
-    try:
-        from nbclient import NotebookClient
-    except ImportError:
-        raise ConfigError("grading runs notebooks with nbclient: pip install nbclient ipykernel") from None
-    submission_path = Path(submission_path)
-    source = Path(source)
-    source_path = source / submission_path.name if source.is_dir() else source
-    if not source_path.is_file():
-        raise ConfigError(f"no source notebook {source_path} for {submission_path.name}; pass --source")
-    src = nbformat.read(source_path, as_version=4)
-    validate(src, source_path.name)
-    nb = with_instructor_tests(nbformat.read(submission_path, as_version=4), src)
-    env = {**os.environ, "VAE_NUMPY_FAST": "1"} if fast else dict(os.environ)
-    env.setdefault("MPLBACKEND", "Agg")
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
-                            resources={"metadata": {"path": str(submission_path.resolve().parent)}})
-    client.execute(env=env)
-    scores = []
-    for cell in nb.cells:
-        meta = nbgrader_meta(cell)
-        if is_test(cell):
-            errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
-            ok = not errors
-            status = "passed" if ok else f"failed: {errors[0].get('ename', 'error')}"
-            scores.append(Score(grade_id(cell), float(meta["points"]) if ok else 0.0, float(meta["points"]), status))
-        elif is_graded(cell):
-            scores.append(Score(grade_id(cell), 0.0, float(meta["points"]), "by hand"))
-    return scores
