@@ -9,22 +9,26 @@ Datasets (``dataset_names()``):
 - ``"mnist-5k"``: 5,000 real MNIST digits embedded in the package (4,000 train / 1,000 test, 100 of each
   digit in test; see ``data/NOTICE.md``), always available offline.
 
-Where a dataset is looked for, in order (the first folder holding both files of the split wins):
+A given ``data_dir`` (``--data-dir``) means "use what is there": the dataset is looked for in
+``data_dir/<name>``, then in ``data_dir`` itself, and nowhere else; a folder that does not exist, a file, or a
+folder without the dataset (missing, damaged, or another dataset's files) is a :class:`DataError` naming the
+folder and what is wrong, never a search elsewhere or a download. :func:`find_dataset` tells which known
+dataset a folder holds. Without ``data_dir``, in order (the first folder holding the split wins):
 
-1. ``data_dir`` (``--data-dir``): the folder ``data_dir/<name>``, then ``data_dir`` itself;
-2. ``$VAE_NUMPY_DATA``: likewise ``<it>/<name>``, then itself;
-3. the user cache ``$XDG_CACHE_HOME/vae_numpy/<name>`` (default ``~/.cache/vae_numpy/<name>``);
-4. Debian's ``/usr/share/datasets/<name>`` (package ``dataset-fashion-mnist`` ships Fashion-MNIST there);
-5. otherwise a download into the cache, mirrors tried in turn: streamed to a temporary file in the cache
+1. ``$VAE_NUMPY_DATA``: ``<it>/<name>``, then itself;
+2. the user cache ``$XDG_CACHE_HOME/vae_numpy/<name>`` (default ``~/.cache/vae_numpy/<name>``);
+3. Debian's ``/usr/share/datasets/<name>`` (package ``dataset-fashion-mnist`` ships Fashion-MNIST there);
+4. otherwise a download into the cache, mirrors tried in turn: streamed to a temporary file in the cache
    folder, checked against the registry's size and SHA-256, then moved into place with ``os.replace``.
    ``download=False`` or the environment variable ``VAE_NUMPY_OFFLINE=1`` forbids any network access.
 
 In a folder, each file may be gzipped (``train-images-idx3-ubyte.gz``) or not (``train-images-idx3-ubyte``);
-the gzipped name is tried first. Every file is verified when it is loaded, with no verification cache: its
-size must match a known version of the file (official gzip, Debian's re-gzipped copy, or uncompressed),
-then its SHA-256. Hashing is cheap next to reading: 20 ms for Fashion-MNIST's 26 MB of train files against
-260 ms to gunzip and parse them (benchmarks/bench_data.py), so a cache of results would only add a way to be
-stale. A mismatch is a :class:`DataError` naming the file.
+the gzipped name is tried first. A file is taken for what its content is, not for its name: its size must
+match a known version of the wanted file (official gzip, Debian's re-gzipped copy, or uncompressed), then
+its SHA-256. MNIST and Fashion-MNIST share their file names, so a folder of MNIST files is skipped, saying
+so, when Fashion-MNIST is wanted, and the search goes on. Hashes are cached for the process by (path, inode,
+size, mtime): looking a folder up and then loading it hashes it once (20 ms for Fashion-MNIST's 26 MB of
+train files, against 260 ms to gunzip and parse them; benchmarks/bench_data.py).
 """
 
 from __future__ import annotations
@@ -46,13 +50,14 @@ from ._batches import (
     train_val_split,
 )
 from ._idx import read_idx, write_idx
-from ._registry import _REGISTRY, DatasetSpec, FileSpec, register_dataset, verify_file
+from ._registry import _REGISTRY, DatasetSpec, FileSpec, file_problem, find_files, register_dataset, verify_file
 from ._validate import check_choice
 from .errors import DataError, DownloadFailed
 
 __all__ = [
     "BINARIZE", "Batches", "DatasetSpec", "FileSpec", "Location", "binarize_static", "cache_dir",
-    "dataset_names", "dataset_status", "flatten", "format_status", "is_offline", "iterate_minibatches",
+    "dataset_names", "dataset_status", "find_dataset", "flatten", "format_status", "is_offline",
+    "iterate_minibatches",
     "load_dataset", "locate", "read_idx", "register_dataset", "to_unit", "train_val_split", "write_idx",
 ]
 
@@ -103,35 +108,30 @@ def is_offline() -> bool:
     return os.environ.get(ENV_OFFLINE, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
+def given_dir(data_dir) -> Path:
+    """`data_dir` as a Path, or a one-line DataError when it is not a readable folder."""
+    d = Path(data_dir).expanduser()
+    fix = "pass the folder that holds the dataset's IDX files (or the folder above it)"
+    if not d.exists():
+        raise DataError(f"data_dir {str(d)!r} does not exist; {fix}")
+    if not d.is_dir():
+        raise DataError(f"data_dir {str(d)!r} is a file, not a folder; {fix}")
+    if not os.access(d, os.R_OK | os.X_OK):
+        raise DataError(f"data_dir {str(d)!r} is not readable (permissions); {fix}")
+    return d
+
+
 def _folders(name: str, data_dir) -> list[Path]:
-    """The folders to look in, in order, without repeats."""
-    folders = []
+    """The folders to look in, in order, without repeats: only data_dir's two when it is given."""
     if data_dir is not None:
-        d = Path(data_dir).expanduser()
-        if not d.is_dir() or not os.access(d, os.R_OK | os.X_OK):
-            raise DataError(f"data_dir={str(data_dir)!r} is not a readable folder; pass a folder that holds "
-                            f"the IDX files of {name!r} (directly or in a subfolder {name}/)")
-        folders += [d / name, d]
+        d = given_dir(data_dir)
+        return [d / name, d]
+    folders = []
     if os.environ.get(ENV_DATA):
         d = Path(os.environ[ENV_DATA]).expanduser()
         folders += [d / name, d]
     folders += [cache_dir() / name, DEBIAN_DATASETS / name]
     return list(dict.fromkeys(folders))
-
-
-def _find_in(folder: Path, files: tuple[FileSpec, ...]) -> tuple[list[Path], str]:
-    """Paths of `files` in `folder` (all or nothing), and why not when they are not all there."""
-    if not folder.is_dir():
-        return [], "no such folder"
-    if not os.access(folder, os.R_OK | os.X_OK):
-        return [], "not readable"
-    found, missing = [], []
-    for fs in files:
-        path = next((folder / n for n in fs.names if (folder / n).is_file()), None)
-        if path is None:
-            missing.append(fs.names[1] + "[.gz]")
-        found.append(path)
-    return ([], "missing " + ", ".join(missing)) if missing else (found, "")
 
 
 def _check(name: str, split: str) -> None:
@@ -140,14 +140,15 @@ def _check(name: str, split: str) -> None:
 
 
 def locate(name: str, split: str = "train", data_dir=None) -> Location:
-    """Where `name` / `split` is on disk, looking in the documented order; never downloads, never hashes.
+    """Where `name` / `split` is on disk, looking in the documented order, by content; never downloads.
 
     Shapes: none (paths only).
 
     Returns
     -------
     Location
-        ``found`` with the folder and the (images, labels) paths, or not found with each folder tried.
+        ``found`` with the folder and the verified (images, labels) paths, or not found with each folder
+        tried and why it was passed over ("holds mnist, not fashion-mnist", "missing ...", a damaged file).
 
     Raises
     ------
@@ -161,7 +162,7 @@ def locate(name: str, split: str = "train", data_dir=None) -> Location:
         return Location(name, split, EMBEDDED_PATH.parent, (EMBEDDED_PATH,), _size(EMBEDDED_PATH))
     tried = []
     for folder in _folders(name, data_dir):
-        paths, why = _find_in(folder, _REGISTRY[name].files[split])
+        paths, why = find_files(folder, name, split)
         if paths:
             return Location(name, split, folder, tuple(paths), sum(_size(p) for p in paths), tuple(tried))
         tried.append((folder, why))
@@ -187,7 +188,8 @@ def load_dataset(name: str, split: str = "train", data_dir=None, download: bool 
     name : {"mnist", "fashion-mnist", "mnist-5k"} or a registered name
     split : {"train", "test"}
     data_dir : str or os.PathLike, optional
-        Looked in first (see the module notes for the whole order).
+        The folder that holds the dataset (itself or in a subfolder named `name`); when given, the only
+        place looked in. Without it: $VAE_NUMPY_DATA, the cache, Debian's folder, then a download.
     download : bool
         Allow a download into the user cache when the files are nowhere on disk (``$VAE_NUMPY_OFFLINE=1``
         forbids it too).
@@ -199,15 +201,54 @@ def load_dataset(name: str, split: str = "train", data_dir=None, download: bool 
     ConfigError
         Unknown name or split, listing the valid ones.
     DataError
-        Not found and not downloadable (the message names every folder and URL tried, with its error, and
-        suggests ``mnist-5k`` or ``--data-dir``); a file that fails its checksum or cannot be parsed (named).
+        Not in `data_dir` (the message says what is there instead); not found and not downloadable (the
+        message names every folder and URL tried, with its error, and suggests ``mnist-5k`` or
+        ``--data-dir``); a file that cannot be parsed (named).
     """
     loc = locate(name, split, data_dir)
     if name == EMBEDDED:
         return _load_embedded(split)
     spec = _REGISTRY[name]
-    paths = loc.files if loc.found else _download(spec, split, loc.tried, download, progress)
+    if loc.found:
+        paths = loc.files
+    elif data_dir is not None:
+        raise DataError(f"{name} ({split}) is not in data_dir {str(given_dir(data_dir))!r}: "
+                        f"{_tried(loc.tried)}; pass the folder that holds its IDX files, or leave data_dir out to "
+                        "look in the usual places (and download)")
+    else:
+        paths = _download(spec, split, loc.tried, download, progress)
     return _read_split(spec, split, paths)
+
+
+def _tried(tried) -> str:
+    return "; ".join(f"{folder} ({why})" for folder, why in tried)
+
+
+def find_dataset(data_dir, splits=SPLITS) -> str:
+    """Which known dataset `data_dir` holds, by content: the first registered name with all `splits` there.
+
+    Shapes: none (paths only). Looked in: ``data_dir/<name>``, then ``data_dir``, for each registered name in
+    order (mnist, then fashion-mnist).
+
+    Raises
+    ------
+    DataError
+        `data_dir` is not a readable folder, or holds none of them; the message says what each folder holds
+        or lacks (missing files, damaged files).
+    """
+    d = given_dir(data_dir)
+    reasons = {}
+    for name in _REGISTRY:
+        locs = [locate(name, split, d) for split in splits]
+        if all(loc.found for loc in locs):
+            return name
+        for loc in locs:
+            for folder, why in loc.tried:
+                if folder == d or why != "no such folder":
+                    reasons.setdefault(f"{folder} ({why})")
+    names = " or ".join(_REGISTRY)
+    raise DataError(f"data_dir {str(d)!r} holds no {names} {' and '.join(splits)} files: {'; '.join(reasons)}; "
+                    "put the IDX files there (gzipped or not, under their official names), or name the dataset")
 
 
 def fetch(urls, dest, size=None, sha256=None, progress=True, timeout=5.0):
@@ -219,7 +260,7 @@ def fetch(urls, dest, size=None, sha256=None, progress=True, timeout=5.0):
 
 def _download(spec: DatasetSpec, split: str, tried, download: bool, progress: bool) -> list[Path]:
     """Fetch the split's missing files into the cache; DataError naming all that was tried if that fails."""
-    where = f"{spec.name} ({split}) was not found in: {'; '.join(f'{f} ({why})' for f, why in tried)}"
+    where = f"{spec.name} ({split}) was not found in: {_tried(tried)}"
     if not download or is_offline():
         why = "download=False" if not download else f"{ENV_OFFLINE}={os.environ[ENV_OFFLINE]}"
         raise DataError(f"{where}; not downloading ({why}); {_HINT}")
@@ -232,7 +273,7 @@ def _download(spec: DatasetSpec, split: str, tried, download: bool, progress: bo
     paths = []
     for fs in spec.files[split]:
         path = folder / fs.name
-        if not path.is_file():  # a file left by an earlier, half-finished download is kept (and verified)
+        if not path.is_file() or file_problem(path, fs):  # a damaged cache file is downloaded again
             try:
                 size, sha256 = fs.gz[0]
                 fetch([m + fs.name for m in spec.mirrors], path, size, sha256, progress, CONNECT_TIMEOUT)
@@ -274,15 +315,21 @@ def dataset_status(data_dir=None) -> list[Location]:
 
 
 def format_status(data_dir=None) -> list[str]:
-    """The lines ``vae-numpy datasets`` prints: each dataset split, where it is (or "missing"), its size."""
+    """The lines ``vae-numpy datasets`` prints: each dataset split, where it is (or "missing"), its size.
+
+    A folder passed over says why, by content: "holds mnist, not fashion-mnist", a damaged file, missing files.
+    """
     lines = []
     for loc in dataset_status(data_dir):
+        passed = [f"{folder} ({why})" for folder, why in loc.tried if why != "no such folder"]
         if loc.name == EMBEDDED:
             state = f"embedded  {loc.files[0]}  {loc.nbytes / 1e6:.1f} MB (both splits)"
         elif loc.found:
             state = f"found     {loc.folder}  {loc.nbytes / 1e6:.1f} MB"
+            state += f"; passed over {', '.join(passed)}" if passed else ""
         else:
-            state = "missing   looked in " + ", ".join(str(folder) for folder, _ in loc.tried)
+            state = "missing   looked in " + ", ".join(
+                f"{folder} ({why})" if why != "no such folder" else str(folder) for folder, why in loc.tried)
         lines.append(f"{loc.name:<14} {loc.split:<5}  {state}")
     if is_offline():
         lines.append(f"downloads: off ({ENV_OFFLINE}={os.environ[ENV_OFFLINE]})")

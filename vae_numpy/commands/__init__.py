@@ -49,7 +49,8 @@ def hidden_dims(text):
 def add_data_arguments(p):
     """--data-dir and --offline, shared by train and evaluate."""
     p.add_argument("--data-dir", default=None, metavar="D",
-                   help="a folder with the IDX files, looked in before the cache (see 'vae-numpy datasets')")
+                   help="the folder that holds the dataset's IDX files (itself or D/<dataset>), recognised by "
+                        "content; used instead of the search (see 'vae-numpy datasets --data-dir D')")
     p.add_argument("--offline", action="store_true",
                    help="never download (same as VAE_NUMPY_OFFLINE=1)")
 
@@ -63,21 +64,25 @@ def _where(name, split, data_dir):
     return f"from {loc.folder}" if loc.found else "downloading into the cache"
 
 
-def load_splits(name, data_dir=None, offline=False, progress=True):
-    """Both splits of `name`: (train_images, test_images), uint8 (N, 28, 28) each, and where they came from.
+def load_splits(name, data_dir=None, offline=False, progress=True, splits=("train", "test")):
+    """The images of `splits` of `name` (uint8 (N, 28, 28) each, in order), and where they came from.
 
-    Raises DataError (not found and not downloadable), ConfigError (unknown name).
+    With `data_dir`, only that folder (or its subfolder `name`) is used; name None there means the dataset it
+    holds, found by content. Raises DataError (not there, not found and not downloadable), ConfigError.
     """
-    from ..datasets import is_offline, load_dataset
-    where = _where(name, "train", data_dir)
+    from ..datasets import find_dataset, is_offline, load_dataset
+    if name is None:
+        name = find_dataset(data_dir, splits)
+    where = _where(name, splits[0], data_dir)
     download = not (offline or is_offline())
-    train, _ = load_dataset(name, "train", data_dir=data_dir, download=download, progress=progress)
-    test, _ = load_dataset(name, "test", data_dir=data_dir, download=download, progress=progress)
-    return train, test, where
+    images = [load_dataset(name, split, data_dir=data_dir, download=download, progress=progress)[0]
+              for split in splits]
+    return name, images, where
 
 
 def choose_dataset(name, data_dir=None, offline=False, progress=True):
-    """Load `name`, or with name None MNIST when it is on disk or downloadable, else the embedded mnist-5k.
+    """Load `name`; with name None, the dataset found in `data_dir` by content, or without data_dir MNIST when
+    it is on disk or downloadable, else the embedded mnist-5k.
 
     Returns
     -------
@@ -86,16 +91,17 @@ def choose_dataset(name, data_dir=None, offline=False, progress=True):
     """
     from ..datasets import is_offline
     from ..errors import DataError
-    if name is not None:
-        train, test, where = load_splits(name, data_dir, offline, progress)
-        return name, train, test, f"dataset: {name} ({where}): {len(train):,} train / {len(test):,} test images"
+    if name is not None or data_dir is not None:
+        found, (train, test), where = load_splits(name, data_dir, offline, progress)
+        where = where if name is not None else f"identified by content, {where}"
+        return found, train, test, f"dataset: {found} ({where}): {len(train):,} train / {len(test):,} test images"
     try:
-        train, test, where = load_splits(AUTO_FIRST, data_dir, offline, progress)
+        _, (train, test), where = load_splits(AUTO_FIRST, None, offline, progress)
     except DataError:
         off = offline or is_offline()
         why = ("MNIST is not on disk and downloads are off" if off else
                "MNIST is not on disk and could not be downloaded")
-        train, test, _ = load_splits(AUTO_FALLBACK)
+        _, (train, test), _ = load_splits(AUTO_FALLBACK)
         return (AUTO_FALLBACK, train, test, f"dataset: {AUTO_FALLBACK} ({why}; using the 5,000 digits embedded in "
                 f"vae-numpy: {len(train):,} train / {len(test):,} test)")
     return AUTO_FIRST, train, test, f"dataset: mnist ({where}): {len(train):,} train / {len(test):,} test images"

@@ -16,7 +16,8 @@ DEFAULT_IWAE = 100
 def add_arguments(p):
     p.add_argument("checkpoint", metavar="CKPT", help="a model.npz written by 'vae-numpy train' or model.save")
     p.add_argument("--dataset", choices=DATASETS, default=None,
-                   help="whose test split to use; default: the dataset the model was trained on (else mnist-5k)")
+                   help="whose test split to use; default: the dataset the model was trained on, else the one in "
+                        "--data-dir, else mnist-5k")
     add_data_arguments(p)
     p.add_argument("--iwae-samples", type=nonnegative_int, default=DEFAULT_IWAE, metavar="K",
                    help=f"importance samples per image for log p(x), default {DEFAULT_IWAE}; 0 skips it")
@@ -33,8 +34,9 @@ def run(args):
         raise ConfigError(f"--seed {args.seed} must be a non-negative integer")
     ck = load_checkpoint(args.checkpoint)
     model, state = ck.model, ck.train_state
-    dataset = args.dataset or state.get("dataset") or "mnist-5k"
-    _, x_test, where = load_splits(dataset, args.data_dir, args.offline, progress=not args.json)
+    dataset = args.dataset or state.get("dataset") or (None if args.data_dir else "mnist-5k")
+    dataset, (x_test,), where = load_splits(dataset, args.data_dir, args.offline, progress=not args.json,
+                                            splits=("test",))   # the test split only: t10k files suffice
     binarize = state.get("binarize", "none")
     result = evaluate(model, x_test, iwae_samples=args.iwae_samples, seed=args.seed, binarize=binarize)
     result = {**result, "dataset": dataset, "split": "test", "binarize": binarize, "checkpoint": str(args.checkpoint),
