@@ -10,7 +10,7 @@ from vae_numpy.nn import check_layer, materialize
 from vae_numpy.nn import recurrent_steps as rs
 from vae_numpy.nn.base import from_config
 from vae_numpy.nn.recurrent import GRU, RNN
-from vae_numpy.nn.recurrent_decoder import RecurrentDecoder
+from vae_numpy.nn.recurrent_decoder import RecurrentDecoder, TimeDistributedDense
 
 TOL = 1e-7
 CELLS = ("rnn", "gru")
@@ -124,15 +124,22 @@ def test_encoder_layer_matches_finite_differences(cell, T, N, return_sequences):
 @pytest.mark.parametrize("step_input", ["code", "zeros"])
 @pytest.mark.parametrize("T,N", [(1, 2), (2, 1), (5, 3), (28, 2)])
 def test_decoder_layer_matches_finite_differences(cell, step_input, T, N):
-    layer = materialize(RecurrentDecoder(4, T, 3, cell=cell, step_input=step_input), (2,), seed=T, init="torch")
+    layer = materialize(RecurrentDecoder(4, T, cell=cell, step_input=step_input), (2,), seed=T, init="torch")
     c = np.random.default_rng(T + N).standard_normal((N, 2))
     check_layer(layer, c, seed=N).assert_ok()
+
+
+@pytest.mark.parametrize("T,N", [(1, 2), (5, 3)])
+def test_time_distributed_dense_matches_finite_differences(T, N):
+    layer = materialize(TimeDistributedDense(3), (T, 4), seed=T, init="torch")
+    check_layer(layer, np.random.default_rng(N).standard_normal((N, T, 4)), seed=N).assert_ok()
 
 
 @pytest.mark.parametrize("init", ["he-xavier", "torch"])
 def test_layers_rebuild_from_their_config_and_initialise_deterministically(init):
     for layer, shape in ((GRU(5), (7, 3)), (RNN(5, return_sequences=True), (7, 3)),
-                         (RecurrentDecoder(5, 7, 3, cell="rnn", step_input="zeros"), (4,))):
+                         (RecurrentDecoder(5, 7, cell="rnn", step_input="zeros"), (4,)),
+                         (TimeDistributedDense(3), (7, 5))):
         twin = from_config(layer.config())
         assert twin.config() == layer.config()
         a, b = materialize(layer, shape, seed=2, init=init), materialize(twin, shape, seed=2, init=init)
@@ -154,9 +161,9 @@ def test_wrong_input_shapes_name_the_fix():
     with pytest.raises(vn_errors.ConfigError, match="Reshape"):
         GRU(4).build((784,))
     with pytest.raises(vn_errors.ConfigError, match="Flatten"):
-        RecurrentDecoder(4, 28, 28).build((7, 3))
+        RecurrentDecoder(4, 28).build((7, 3))
     with pytest.raises(vn_errors.ConfigError, match="cell"):
-        RecurrentDecoder(4, 28, 28, cell="lstm")
+        RecurrentDecoder(4, 28, cell="lstm")
 
 
 # ------------------------------------------------------------------------------------- the kernels

@@ -11,10 +11,10 @@ from .base import REGISTRY, Layer, Sequential, flat_buffers, from_config, materi
 from .check import check_layer
 from .dense import Dense
 from .recurrent import GRU, RNN
-from .recurrent_decoder import RecurrentDecoder
+from .recurrent_decoder import RecurrentDecoder, TimeDistributedDense
 from .shape import Flatten, Reshape
 
 __all__ = ["GRU", "REGISTRY", "RNN", "Activation", "Dense", "Flatten", "Layer", "RecurrentDecoder", "Reshape",
-           "Sequential", "check_layer",
+           "Sequential", "TimeDistributedDense", "check_layer",
            "flat_buffers", "from_config", "materialize",
            "register"]

@@ -1,11 +1,11 @@
-"""A recurrent decoder layer: a code (the latent h, or any features) -> a sequence of T rows of F logits.
+"""A recurrent decoder: a code (the latent h, or any features) -> T states, and a readout applied at every step.
 
-Shapes: c: (N, C) -> y: (N, T, F) (for MNIST T = 28 rows of F = 28 pixel logits; a Flatten after it gives the
-model's (N, 784)).
+Shapes: RecurrentDecoder c: (N, C) -> s: (N, T, H);  TimeDistributedDense s: (N, T, H) -> y: (N, T, F).
+For MNIST, T = 28 rows of F = 28 pixel logits; a Flatten after the readout gives the model's (N, 784).
 
     s_0 = tanh(c W0 + b0)                       the initial state, a Dense with tanh (states live in (-1, 1))
     s_t = cell(u_t, s_{t-1}),  t = 1..T         a GRU or a vanilla RNN (nn/recurrent.py's cells)
-    y_t = s_t Wy + by                           one readout, the same weights at every step
+    y_t = s_t Wy + by                           TimeDistributedDense: one readout, the same weights at every step
 
 The step input u_t is not the previous row of pixels (teacher forcing would make decoding need x, and sampling
 would have to feed its own outputs back): the decoder is non-autoregressive, so decode(h) needs only h.
@@ -13,9 +13,10 @@ step_input="code" (the default) feeds the code at every step, u_t = c (Keras's R
 autoencoder): its projection c Wx + bx is computed once and reused by all T steps, and dWx = c^T sum_t dgx_t.
 step_input="zeros" feeds nothing, u_t = 0 (only the biases remain): the sequence then comes from s_0 alone.
 
-Parameters, in initialisation order: "init.W" (C, H), "init.b" (H,), the cell's "Wx" (C, G) (only with
-step_input="code"), "Wh" (H, G), "bx", "bh" (G,) (GRU; G = 3H) or "b" (H,) (RNN), "out.W" (H, F), "out.b" (F,).
-The Dense parts initialise as layers.init_weights (Xavier normal before tanh and before the linear readout;
+RecurrentDecoder's parameters, in initialisation order: "init.W" (C, H), "init.b" (H,), the cell's "Wx" (C, G)
+(only with step_input="code"), "Wh" (H, G), "bx", "bh" (G,) (GRU; G = 3H) or "b" (H,) (RNN). The readout is a
+layer of its own, so that a model can give a learned Gaussian variance a second readout of the same kind.
+The Dense parts initialise as layers.init_weights (Xavier normal before tanh and before a linear readout;
 "torch": U(+-1/sqrt(fan_in))), the cell as nn/recurrent.py's init_cell.
 """
 
@@ -35,13 +36,12 @@ STEP_INPUTS = ("code", "zeros")
 
 @register
 class RecurrentDecoder(Layer):
-    """c: (N, C) -> (N, steps, features) logits, through `units` recurrent states (see the module docstring)."""
+    """c: (N, C) -> the states s_1..s_T: (N, steps, units) (see the module docstring)."""
 
-    def __init__(self, units, steps, features, cell="gru", step_input="code"):
+    def __init__(self, units, steps, cell="gru", step_input="code"):
         super().__init__()
         self.units = check_int("units", units)
         self.steps = check_int("steps", steps)
-        self.features = check_int("features", features)
         self.cell = check_choice("cell", cell, CELLS)
         self.step_input = check_choice("step_input", step_input, STEP_INPUTS)
 
@@ -49,7 +49,7 @@ class RecurrentDecoder(Layer):
         if len(in_shape) != 1:
             raise ConfigError(f"RecurrentDecoder takes flat codes (N, C); it was given per-example shape "
                               f"{in_shape}: put a Flatten() before it")
-        return (self.steps, self.features)
+        return (self.steps, self.units)
 
     def _cell_shapes(self):
         shapes = cell_param_shapes(self.cell, self.in_shape[0], self.units)
@@ -58,23 +58,21 @@ class RecurrentDecoder(Layer):
         return shapes
 
     def param_shapes(self):
-        C, H, F = self.in_shape[0], self.units, self.features
-        return {"init.W": (C, H), "init.b": (H,), **self._cell_shapes(), "out.W": (H, F), "out.b": (F,)}
+        C, H = self.in_shape[0], self.units
+        return {"init.W": (C, H), "init.b": (H,), **self._cell_shapes()}
 
     def _init(self, rng, dtype, init):
-        C, H, F = self.in_shape[0], self.units, self.features
+        C, H = self.in_shape[0], self.units
         out = {"init.W": init_weights(C, H, "tanh", rng, dtype, init), "init.b": init_bias(C, H, rng, dtype, init)}
         cell = init_cell(self.cell, C, H, rng, dtype, init)
         out.update({k: cell[k] for k in self._cell_shapes()})
-        out["out.W"] = init_weights(H, F, "linear", rng, dtype, init)
-        out["out.b"] = init_bias(H, F, rng, dtype, init)
         return out
 
     def forward(self, c, ws=None):
-        """c: (N, C) -> logits y: (N, T, F)."""
+        """c: (N, C) -> states s: (N, T, H)."""
         self._check_input(c)
         p = self.params
-        N, H, T, F = c.shape[0], self.units, self.steps, self.features
+        N, H, T = c.shape[0], self.units, self.steps
         G = p["Wh"].shape[1]
         dtype = p["Wh"].dtype
         buf = _Buffers(self, dtype, ws, steps=T)
@@ -89,25 +87,19 @@ class RecurrentDecoder(Layer):
             gx[...] = 0
         _kernels.K.add_bias(gx, input_bias(self.cell, p))
         hs = unroll_forward(self.cell, gx, s0, p, buf)
-        logits = np.matmul(hs[1:].reshape(T * N, H), p["out.W"], out=buf("logits", (T * N, F)))
-        _kernels.K.add_bias(logits, p["out.b"])               # the readout of all T states at once
-        y = buf("y", (N, T, F))
-        y[...] = logits.reshape(T, N, F).transpose(1, 0, 2)
+        y = buf("y", (N, T, H))
+        y[...] = hs[1:].transpose(1, 0, 2)                    # batch-first, as every layer's output
         self.cache = (buf, c, s0, hs)
         return y
 
     def backward(self, dy, need_dx=True):
-        """dy: (N, T, F) -> dc: (N, C) (None unless need_dx); writes every grads entry."""
+        """ds: (N, T, H) -> dc: (N, C) (None unless need_dx); writes every grads entry."""
         buf, c, s0, hs = self.cache
         p, g = self.params, self.grads
-        N, H, T, F = c.shape[0], self.units, self.steps, self.features
+        N, H, T = c.shape[0], self.units, self.steps
         G = p["Wh"].shape[1]
-        dlogits = buf("dlogits", (T, N, F))
-        dlogits[...] = dy.transpose(1, 0, 2)
-        dl2, hs2 = dlogits.reshape(T * N, F), hs[1:].reshape(T * N, H)
-        np.matmul(hs2.T, dl2, out=g["out.W"])
-        _kernels.K.sum_rows(dl2, g["out.b"])
-        dhs = np.matmul(dl2, p["out.W"].T, out=buf("dhs", (T * N, H))).reshape(T, N, H)
+        dhs = buf("dhs", (T, N, H))
+        dhs[...] = dy.transpose(1, 0, 2)                      # time-major, as the unrolled loop reads it
         dgx, _, ds0 = unroll_backward(self.cell, dhs, None, hs, p, buf)
         dgx_sum = np.add.reduce(dgx, axis=0, out=buf("dgx_sum", (N, G)))   # gx was shared by all steps
         _kernels.K.sum_rows(dgx_sum, g["bx" if self.cell == "gru" else "b"])
@@ -124,5 +116,57 @@ class RecurrentDecoder(Layer):
         return dc
 
     def config(self):
-        return {"type": "RecurrentDecoder", "units": self.units, "steps": self.steps, "features": self.features,
-                "cell": self.cell, "step_input": self.step_input}
+        return {"type": "RecurrentDecoder", "units": self.units, "steps": self.steps, "cell": self.cell,
+                "step_input": self.step_input}
+
+
+@register
+class TimeDistributedDense(Layer):
+    """The same Dense at every step: s: (N, T, H) -> y: (N, T, F),  y_t = s_t W + b  (no activation).
+
+    One matrix product over all steps, s.reshape(N T, H) @ W; dW = sum_t s_t^T dy_t, db = sum_{n,t} dy,
+    ds = dy @ W^T. Initialised as a linear Dense (layers.init_weights).
+    """
+
+    def __init__(self, units):
+        super().__init__()
+        self.units = check_int("units", units)
+
+    def _out_shape(self, in_shape):
+        if len(in_shape) != 2:
+            raise ConfigError(f"TimeDistributedDense takes sequences (N, T, H); it was given per-example shape "
+                              f"{in_shape}: use Dense for flat inputs")
+        return (in_shape[0], self.units)
+
+    def param_shapes(self):
+        return {"W": (self.in_shape[1], self.units), "b": (self.units,)}
+
+    def _init(self, rng, dtype, init):
+        i, o = self.in_shape[1], self.units
+        W = init_weights(i, o, "linear", rng, dtype, init)
+        return {"W": W, "b": init_bias(i, o, rng, dtype, init)}
+
+    def forward(self, s, ws=None):
+        """s: (N, T, H) -> y: (N, T, F)."""
+        self._check_input(s)
+        W = self.params["W"]
+        N, (T, H), F = s.shape[0], self.in_shape, self.units
+        s2 = np.ascontiguousarray(s, dtype=W.dtype).reshape(N * T, H)
+        y = np.matmul(s2, W, out=self._buf("y", (N * T, F), W.dtype, ws))
+        _kernels.K.add_bias(y, self.params["b"])
+        self.cache = s2
+        return y.reshape(N, T, F)
+
+    def backward(self, dy, need_dx=True):
+        """dy: (N, T, F) -> ds: (N, T, H) (None unless need_dx); writes grads["W"], grads["b"]."""
+        s2, W = self.cache, self.params["W"]
+        N, T, F = dy.shape
+        dy2 = np.ascontiguousarray(dy).reshape(N * T, F)
+        np.matmul(s2.T, dy2, out=self.grads["W"])
+        _kernels.K.sum_rows(dy2, self.grads["b"])
+        if not need_dx:
+            return None
+        return np.matmul(dy2, W.T, out=self._buf("ds", (N * T, W.shape[0]), W.dtype, True)).reshape(N, T, -1)
+
+    def config(self):
+        return {"type": "TimeDistributedDense", "units": self.units}
