@@ -273,7 +273,7 @@ def grade(submission_path, source, timeout=600, fast=False, sources=None) -> Rep
     ConfigError (the source is invalid, or no kernel can be started).
     """
     from ._execute import run_cells
-    if not (isinstance(timeout, (int, float)) and timeout > 0):
+    if isinstance(timeout, bool) or not (isinstance(timeout, (int, float)) and 0 < timeout < float("inf")):
         raise ConfigError(f"timeout={timeout!r}; give the seconds allowed per cell, > 0")
     submission_path = Path(submission_path)
     source_path = find_source(submission_path, source)

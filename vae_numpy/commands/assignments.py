@@ -95,7 +95,7 @@ def _print_report(r):
     for s in r.scores:
         pts = f"{s.points:g} / {s.max_points:g}" if s.max_points or s.kind != "answer" else "-"
         print(f"  {s.grade_id:<32} {pts:>9}  {s.status}")
-    by_hand = f", {r.by_hand:g} of them to grade by hand" if r.by_hand else ""
+    by_hand = f" ({r.by_hand:g} point(s) still to grade by hand)" if r.by_hand else ""
     print(f"  total {r.points:g} / {r.max_points:g}{by_hand}")
     for p in r.problems:
         print(f"  problem: {p}")
@@ -105,7 +105,7 @@ def _grade(args) -> int:
     from ..grading import grade
     if args.csv:
         _check_csv(args.csv, args.force)
-    if not (args.timeout > 0):
+    if not (0 < args.timeout < float("inf")):
         raise ConfigError(f"--timeout {args.timeout:g}; give the seconds allowed per cell, > 0")
     if not Path(args.source).exists():
         raise ConfigError(f"--source {args.source} does not exist; pass the folder of the source notebooks")
