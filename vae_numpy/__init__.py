@@ -12,11 +12,12 @@ The loss is the negative ELBO per example in nats, averaged over the batch:
     L = mean_n [ -log p(x_n | h_n) + beta * KL(q(h | x_n) || N(0, I)) ]
 
 Files: layers.py (dense, activations), sampling.py (reparameterization), losses.py (likelihoods, KL),
-models.py (VAE, Autoencoder), optim.py (Adam, SGD), _kernels.py (Numba kernels and NumPy twins),
-gradcheck.py, datasets.py, train.py, checkpoint.py, explore.py, plots.py, cli.py.
+iwae.py (the importance-weighted bound), models.py (VAE, Autoencoder), optim.py (Adam, SGD),
+_kernels.py (Numba kernels and NumPy twins), gradcheck.py, datasets.py, train.py, checkpoint.py, explore.py,
+plots.py, cli.py.
 """
 
-from . import datasets, evaluation, gradcheck, layers, losses, sampling
+from . import datasets, evaluation, gradcheck, iwae, layers, losses, sampling
 from .checkpoint import load_checkpoint, load_model, save_model
 from .errors import CheckpointError, ConfigError, DataError, TrainingDiverged, VAENumpyError
 from .evaluation import evaluate
@@ -47,6 +48,6 @@ __all__ = [
     "VAE", "Autoencoder", "Adam", "SGD",
     "train", "resume", "evaluate", "evaluation", "save_model", "load_model", "load_checkpoint",
     "VAENumpyError", "ConfigError", "DataError", "CheckpointError", "TrainingDiverged",
-    "datasets", "gradcheck", "layers", "losses", "sampling", "explore", "plots",
+    "datasets", "gradcheck", "iwae", "layers", "losses", "sampling", "explore", "plots",
     "__version__",
 ]

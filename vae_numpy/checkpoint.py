@@ -37,7 +37,7 @@ OPTIMIZERS = {"Adam": Adam, "SGD": SGD}
 # what a config may hold (model.config() keys), per kind; anything else makes the file foreign
 _CONFIG_KEYS = {
     "vae": {"input_dim", "hidden_dims", "latent_dim", "likelihood", "beta", "activation", "dtype", "seed",
-            "decoder_sigma", "init"},
+            "decoder_sigma", "init", "objective", "k"},   # objective, k: absent from older files (elbo, 1)
     "ae": {"input_dim", "hidden_dims", "latent_dim", "likelihood", "activation", "dtype", "seed",
            "decoder_sigma", "init"},
 }

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _kernels, losses
+from . import _kernels, iwae, losses
 from ._network import Network
-from ._validate import check_float, check_int, check_matrix, check_rng
+from ._validate import check_choice, check_float, check_int, check_matrix, check_rng
 from .errors import ConfigError
 from .losses import LOG_2PI
 
@@ -42,15 +42,21 @@ class VAE(Network):
         log-variance head, the seed lecture's p(x|h) = N(mu_g(h), diag sigma_g(h))).
     init : "he-xavier" (default: He normal before ReLU, Xavier normal before linear outputs, zero biases) or
         "torch" (PyTorch's nn.Linear default, W and b ~ U(+-1/sqrt(fan_in))); see layers.init_weights.
+    objective : "elbo" (default) or "iwae", the training objective with k samples per example (iwae.py):
+        "iwae" is the importance-weighted bound L_k = -log (1/k) sum_j w_j (k = 1: the ELBO with the KL estimated
+        from the sample); "elbo" with k > 1 averages the reconstruction over k draws and keeps the closed-form KL.
+    k : samples per example, an integer >= 1 (default 1). With objective "iwae" or k > 1, eps is (N, k, Z).
     """
 
     kind = "vae"
 
     def __init__(self, input_dim=784, hidden_dims=(400,), latent_dim=20, likelihood="bernoulli", beta=1.0,
-                 activation="relu", dtype="float32", seed=0, decoder_sigma=1.0, init="he-xavier"):
+                 activation="relu", dtype="float32", seed=0, decoder_sigma=1.0, init="he-xavier", objective="elbo",
+                 k=1):
         super().__init__(input_dim, hidden_dims, latent_dim, likelihood, activation, dtype, seed, decoder_sigma,
                          init)
         self.beta = beta
+        self.objective, self.k = objective, k
         self.kl_weight = 1.0   # a multiplier on beta that training anneals (KL warm-up); 1 otherwise
         dims = [self.input_dim, *self.hidden_dims]
         act = self.activation
@@ -73,8 +79,33 @@ class VAE(Network):
     def beta(self, value):
         self._beta = check_float("beta", value, minimum=0.0)
 
+    @property
+    def objective(self):
+        return self._objective
+
+    @objective.setter
+    def objective(self, value):
+        self._objective = check_choice("objective", value, iwae.OBJECTIVES)
+
+    @property
+    def k(self):
+        return self._k
+
+    @k.setter
+    def k(self, value):
+        self._k = check_int("k", value)
+
+    @property
+    def k_samples(self):
+        """True when the objective draws (N, k, Z) noise: objective "iwae", or k > 1."""
+        return self.objective == "iwae" or self.k > 1
+
+    def eps_shape(self, n):
+        """The shape of the noise of one forward pass over n examples: (n, Z), or (n, k, Z) (see k_samples)."""
+        return (n, self.k, self.latent_dim) if self.k_samples else (n, self.latent_dim)
+
     def config(self):
-        return {**super().config(), "beta": self.beta}
+        return {**super().config(), "beta": self.beta, "objective": self.objective, "k": self.k}
 
     # ------------------------------------------------------------------------------------ public
     def encode(self, x):
@@ -91,8 +122,11 @@ class VAE(Network):
         x: (N, D); eps: (N, Z) standard-normal noise (drawn from the model's generator when None; a
         given eps is copied, so backward() uses this draw). x is kept by reference until backward():
         do not write into it in between. Also sets self.last = {"loss", "reconstruction", "kl"} (batch means).
+        With objective "iwae" or k > 1 (see :meth:`_forward_k`) eps is (N, k, Z) ((N, Z) is accepted for k = 1).
         """
         x = self._check_x(x)
+        if self.k_samples:
+            return self._forward_k(x, self._check_eps_k(x, eps))
         if eps is None:
             eps = self.rng.standard_normal((x.shape[0], self.latent_dim)).astype(self.dtype)
         else:
@@ -108,7 +142,13 @@ class VAE(Network):
 
     # ------------------------------------------------------------------------------ fast path
     def _forward(self, x, eps, need_grad=True):
-        """forward() without input checks (the training loop checks the data set once)."""
+        """forward() without input checks (the training loop checks the data set once).
+
+        eps: (N, Z) gives the single-sample negative ELBO whatever the objective (what evaluation reports);
+        eps: (N, k, Z) gives the model's k-sample objective (:meth:`_forward_k`).
+        """
+        if eps.ndim == 3:
+            return self._forward_k(x, eps, need_grad)
         N, Z = x.shape[0], self.latent_dim
         h, enc_caches = self._encoder_forward(x, ws=True)
         mu, mu_cache = self._dense("enc_mu", h, ws=True)
@@ -142,6 +182,8 @@ class VAE(Network):
         return rec, dout, dlog_var_x
 
     def _backward(self):
+        if isinstance(self._cache, dict):
+            return self._backward_k()
         enc_caches, mu_cache, lv_cache, mu, std, eps, dec_caches, dout, dlog_var_x, beta = self._cache
         N = mu.shape[0]
         dz = self._decoder_backward(dout, dlog_var_x, dec_caches)
@@ -151,6 +193,75 @@ class VAE(Network):
         dh = self._dense_backward(dmu, mu_cache)
         dh += self._dense_backward(dlog_var, lv_cache)   # h feeds both heads: the gradients add
         self._encoder_backward(dh, enc_caches)
+
+    # ------------------------------------------------------------------- k samples per example
+    def _check_eps_k(self, x, eps):
+        """eps for the k-sample path: drawn from the model's generator when None, else checked and copied."""
+        N, K, Z = x.shape[0], self.k, self.latent_dim
+        if eps is None:
+            return self.rng.standard_normal((N, K, Z)).astype(self.dtype)
+        arr = np.asarray(eps)
+        if K == 1 and arr.ndim == 2:
+            arr = arr[:, None, :]
+        if arr.shape != (N, K, Z):
+            one = f" or ({N}, {Z})" if K == 1 else ""
+            raise ConfigError(f"eps has shape {np.shape(eps)}; expected ({N}, {K}, {Z}){one}: one draw per example "
+                              f"and sample (objective={self.objective!r}, k={K})")
+        kept = self._buf("k.eps", arr.shape)   # backward() must see this very draw (see forward)
+        np.copyto(kept, check_matrix("eps", arr.reshape(N * K, Z), dtype=self.dtype).reshape(arr.shape))
+        return kept
+
+    def _forward_k(self, x, eps, need_grad=True):
+        """The k-sample objectives (iwae.py): x: (N, D), eps: (N, K, Z) -> the batch mean, in nats.
+
+        objective "iwae": mean_n L_k(x_n); self.last["kl"] is the mean KL estimate log q(h|x) - log p(h).
+        objective "elbo": mean_n [ (1/K) sum_j rec_nj + beta * KL_n ] with the closed-form KL.
+        self.last["reconstruction"] is the mean of -log p(x | h_j) over examples and samples. The decoder
+        runs once on all N * K codes.
+        """
+        (N, K, Z), D = eps.shape, x.shape[1]
+        g, enc_caches = self._encoder_forward(x, ws=True)
+        mu, mu_cache = self._dense("enc_mu", g, ws=True)
+        log_var, lv_cache = self._dense("enc_log_var", g, ws=True)
+        std = np.exp(np.multiply(log_var, 0.5, out=self._buf("k.std", (N, Z))), out=self._buf("k.std", (N, Z)))
+        h = iwae.reparameterize(mu, std, eps, out=self._buf("k.h", (N, K, Z)))
+        out, log_var_x, dec_caches = self._decoder_forward(h.reshape(N * K, Z), ws=True)
+        xr = self._buf("k.x", (N * K, D))
+        np.copyto(xr.reshape(N, K, D), x[:, None, :])
+        # rec: (N K,); dout, dlog_var_x: the gradients of the mean over all N K rows, reweighted below
+        rec, dout, dlog_var_x = self._reconstruction(xr, out, log_var_x, need_grad)
+        rec = rec.reshape(N, K)
+        beta = self.beta * self.kl_weight
+        if self.objective == "iwae":
+            kl = iwae.kl_estimate(h, eps, log_var)
+            bound, w = iwae.iwae_bound(rec, kl, beta)
+            loss, c = float(bound.mean()), (w / N).astype(self.dtype)
+            if need_grad:   # row (n, j) of the mean over N K rows had weight 1 / (N K); it needs w~_nj / N
+                rows = (w * K).astype(self.dtype).reshape(N * K, 1)
+                dout *= rows
+                if dlog_var_x is not None:
+                    dlog_var_x *= rows
+        else:
+            kl = losses.gaussian_kl(mu, log_var)
+            loss, c = float(rec.mean(dtype=np.float64) + beta * kl.mean(dtype=np.float64)), None
+        rec_mean, kl_mean = float(rec.mean(dtype=np.float64)), float(kl.mean(dtype=np.float64))
+        self.last = {"loss": loss, "reconstruction": rec_mean, "kl": kl_mean}
+        self._cache = {"enc": enc_caches, "mu": mu_cache, "lv": lv_cache, "mu_value": mu, "std": std, "h": h,
+                       "eps": eps, "dec": dec_caches, "dout": dout, "dlog_var_x": dlog_var_x, "c": c, "beta": beta}
+        return loss
+
+    def _backward_k(self):
+        cache = self._cache
+        h, eps, std, beta = cache["h"], cache["eps"], cache["std"], cache["beta"]
+        N, K, Z = h.shape
+        dh = self._decoder_backward(cache["dout"], cache["dlog_var_x"], cache["dec"]).reshape(N, K, Z)
+        if cache["c"] is not None:
+            dmu, dlog_var = iwae.iwae_latent_backward(dh, h, eps, std, cache["c"], self.dtype.type(beta))
+        else:
+            dmu, dlog_var = iwae.elbo_k_latent_backward(dh, cache["mu_value"], eps, std, self.dtype.type(beta / N))
+        dg = self._dense_backward(dmu, cache["mu"])
+        dg += self._dense_backward(dlog_var, cache["lv"])   # g feeds both heads: the gradients add
+        self._encoder_backward(dg, cache["enc"])
 
     # ---------------------------------------------------------------------------- evaluation
     def log_likelihood(self, x, n_samples=1000, seed=0, rng=None, max_rows=8192):

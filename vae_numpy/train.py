@@ -1,7 +1,8 @@
 """The training loop: minibatch steps, history, KL warm-up, gradient clipping, divergence guard, checkpoints.
 
 Shapes: x_train: (N, D) floats in [0, 1], or uint8 images (N, 28, 28) / (N, D) scaled by 1/255 batch by batch;
-every step sees a batch x: (B, D) and noise eps: (B, Z).
+every step sees a batch x: (B, D) and noise eps: (B, Z), or eps: (B, k, Z) for a VAE with objective="iwae" or
+k > 1 (the model's k-sample objective, see iwae.py; the validation loss stays the one-sample ELBO).
 
 One generator, ``rng = np.random.default_rng(seed)``, owned by the loop, drives everything random, in this
 order each epoch: the permutation of the examples (``rng.permutation(N)``), then per batch the dynamic
@@ -10,7 +11,7 @@ the generator's state, the optimizer's state and the history, so that a resumed 
 
 One step (the loop allocates nothing per batch beyond what the model does):
 
-    loss = model._forward(x, eps)      # mean over the batch of -log p(x | h) + beta * kl_weight * KL
+    loss = model._forward(x, eps)      # mean over the batch of -log p(x | h) + beta * kl_weight * KL (or L_k)
     model.backward()                   # fills model.grads (views into model._flat_grads)
     clip (optional): g <- g * min(1, clip_grad / ||g||),  one global norm over all parameters
     optimizer.step(model.grads)
@@ -123,7 +124,7 @@ def _generator(state):
 def train(model, x_train, x_val=None, epochs=10, batch_size=128, optimizer=None, seed=0, beta_warmup=0,
           clip_grad=None, callbacks=(), progress=True, *, binarize="none", checkpoint=None, state=None,
           info=None):
-    """Train `model` by minibatch gradient descent on the negative ELBO; returns the history.
+    """Train `model` by minibatch gradient descent on its objective (the negative ELBO, or L_k); returns the history.
 
     Shapes: x_train: (N, D) floats in [0, 1] (the model's dtype avoids a copy) or uint8 images (N, 28, 28) /
     (N, D) with grey levels 0-255 (kept as uint8, scaled batch by batch); x_val likewise, (M, D).
@@ -212,8 +213,9 @@ def train(model, x_train, x_val=None, epochs=10, batch_size=128, optimizer=None,
     warm_steps = beta_warmup * nb
     settings = {**(info or {}), "seed": seed, "batch_size": batch_size, "beta_warmup": beta_warmup,
                 "clip_grad": clip, "binarize": binarize, "n_train": len(x)}
-    eps = np.empty((min(batch_size, len(x)), model.latent_dim), model.dtype)
     draw_eps = model.kind == "vae"
+    rows = min(batch_size, len(x))   # eps: (B, Z), or (B, k, Z) for a k-sample objective (VAE.eps_shape)
+    eps = np.empty(model.eps_shape(rows) if draw_eps else (rows, model.latent_dim), model.dtype)
     bar = _progress_bar((epochs - start) * nb, progress)
     try:
         for epoch in range(start + 1, epochs + 1):

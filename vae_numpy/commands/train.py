@@ -20,7 +20,7 @@ FULL_EPOCHS = 5   # as benchmarks/bench_recipe.py, where vae-numpy and PyTorch a
 # flags that describe the model or the loop: fixed by the checkpoint when resuming (None = not given)
 MODEL_FLAGS = {"hidden": (400,), "latent_dim": 20, "beta": 1.0, "likelihood": "bernoulli", "model": "vae",
                "lr": 1e-3, "batch_size": 128, "binarize": "none", "seed": 0, "beta_warmup": 0.0,
-               "clip_grad": None, "init": "he-xavier"}
+               "clip_grad": None, "init": "he-xavier", "objective": "elbo", "k": 1}
 
 
 def add_arguments(p):
@@ -43,6 +43,11 @@ def add_arguments(p):
     p.add_argument("--init", choices=("he-xavier", "torch"), default=None,   # layers.INITS (not imported here)
                    help="initial weights: he-xavier (default; He before ReLU, Xavier before linear outputs, zero "
                         "biases) or torch (PyTorch's nn.Linear default, U(+-1/sqrt(fan_in)))")
+    p.add_argument("--objective", choices=("elbo", "iwae"), default=None,
+                   help="elbo (default) or iwae: the importance-weighted bound with --k samples (Burda et al., 2016)")
+    p.add_argument("--k", type=positive_int, default=None, metavar="K",
+                   help="samples per example, default 1; with --objective elbo, k > 1 averages the reconstruction "
+                        "over k draws")
     p.add_argument("--beta-warmup", type=nonnegative_float, default=None, metavar="EPOCHS",
                    help="raise the KL weight linearly from 0 to 1 over this many epochs, default 0")
     p.add_argument("--clip-grad", type=positive_float, default=None, metavar="NORM",
@@ -77,9 +82,13 @@ def _new_model(args):
     s = {k: (MODEL_FLAGS[k] if getattr(args, k) is None else getattr(args, k)) for k in MODEL_FLAGS}
     if s["model"] == "ae" and args.beta is not None:
         raise _usage("--beta applies to a VAE; an autoencoder (--model ae) has no KL term")
+    if s["model"] == "ae" and (args.objective is not None or args.k is not None):
+        raise _usage("--objective and --k apply to a VAE; an autoencoder (--model ae) has no posterior to sample "
+                     "from (drop --model ae, or the two flags)")
     kwargs = {"hidden_dims": s["hidden"], "latent_dim": s["latent_dim"], "likelihood": s["likelihood"],
               "seed": s["seed"], "init": s["init"]}
-    model = Autoencoder(**kwargs) if s["model"] == "ae" else VAE(beta=s["beta"], **kwargs)
+    model = Autoencoder(**kwargs) if s["model"] == "ae" else VAE(beta=s["beta"], objective=s["objective"],
+                                                                 k=s["k"], **kwargs)
     return model, Adam(model.params, lr=s["lr"]), s
 
 
@@ -88,6 +97,8 @@ def _describe(model, opt, settings, epochs):
     kind = "VAE" if model.kind == "vae" else "autoencoder"
     beta = f", beta {model.beta:g}" if model.kind == "vae" and model.beta != 1 else ""
     init = f", init {model.init}" if model.init != "he-xavier" else ""
+    if model.kind == "vae" and (model.objective, model.k) != ("elbo", 1):
+        init += f", objective {model.objective} k={model.k}"
     return (f"model: {kind} {dims}, {model.likelihood}{beta}{init}, {model.n_params:,} parameters; "
             f"{type(opt).__name__} lr {opt.lr:g}, batch {settings['batch_size']}, {epochs} epochs, "
             f"binarize {settings['binarize']}, seed {settings['seed']}")
