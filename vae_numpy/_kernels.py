@@ -252,8 +252,30 @@ def _bernoulli_loglik_rows_loop(a, x, out, e, l):
     return out
 
 
-def _make_rows_nb(loop):
+def _bernoulli_loglik_rows_series_loop(a, x, out, e, l):
+    """float32: exp(-|a|) = e * l from _exp_neg_abs_split, log1p of it by the series (as the BCE's loop)."""
+    b, k, d = a.shape
+    zero = _F32(0)
+    for i in range(b):
+        for j in range(k):
+            s = zero
+            for m in range(d):
+                av = a[i, j, m]
+                ev = e[i, j, m] * l[i, j, m]
+                t = ev / (_TWO + ev)
+                t2 = t * t
+                lv = t * (_TWO + t2 * (_C3 + t2 * (_C5 + t2 * (_C7 + t2 * (_C9 + t2 * (_C11 + t2 * _C13))))))
+                s += (av if av > zero else zero) - av * x[i, m] + lv
+            out[i, j] = -s
+    return out
+
+
+def _make_rows_nb(loop, split, series_loop):
     def bernoulli_loglik_rows_nb(a, x, out, e, l):
+        if a.dtype == np.float32:    # NumPy's float32 log1p is not vectorized: the series, as in bce_logits
+            d = a.shape[2]
+            split(a.reshape(-1, d), e.reshape(-1, d), l.reshape(-1, d))
+            return series_loop(a, x, out, e, l)
         _exp_neg_abs(a, e)
         np.log1p(e, out=l)
         return loop(a, x, out, e, l)
@@ -428,7 +450,8 @@ if numba is not None:
         leaky_relu_backward=_jit(_leaky_relu_backward_nb),
         bce_logits=_make_bce_nb(_jit(_bce_logits_loop, _REASSOC), _EXP_SPLIT_NB,
                                 _jit(_bce_logits_series_loop, _REASSOC)),
-        bernoulli_loglik_rows=_make_rows_nb(_jit(_bernoulli_loglik_rows_loop, _REASSOC)),
+        bernoulli_loglik_rows=_make_rows_nb(_jit(_bernoulli_loglik_rows_loop, _REASSOC), _EXP_SPLIT_NB,
+                                            _jit(_bernoulli_loglik_rows_series_loop, _REASSOC)),
         reparam_kl_forward=_make_reparam_nb(_jit(_reparam_kl_loop)),
         reparam_kl_backward=_jit(_reparam_kl_backward_nb),
         adam_update=_jit(_adam_update_nb),

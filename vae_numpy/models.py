@@ -22,7 +22,6 @@ from . import _kernels, iwae, losses
 from ._network import Network
 from ._validate import check_choice, check_float, check_int, check_matrix, check_rng
 from .errors import ConfigError
-from .losses import LOG_2PI
 
 
 class VAE(Network):
@@ -264,12 +263,15 @@ class VAE(Network):
         self._encoder_backward(dg, cache["enc"])
 
     # ---------------------------------------------------------------------------- evaluation
-    def log_likelihood(self, x, n_samples=1000, seed=0, rng=None, max_rows=8192):
+    def log_likelihood(self, x, n_samples=1000, seed=0, rng=None, max_rows=4096):
         """Importance-sampled log p(x) (IWAE bound with K = n_samples), per example: (N,) float64.
 
-        log p(x) ~= log (1/K) sum_k p(x | h_k) p(h_k) / q(h_k | x),  h_k ~ q(h | x),
-        computed with log-sum-exp. At most `max_rows` decoded samples are in memory at once, so that
-        10,000 images x 1,000 samples run in bounded memory. The bound tightens as K grows.
+        log p(x) ~= log (1/K) sum_k p(x | h_k) p(h_k) / q(h_k | x),  h_k ~ q(h | x)   (iwae.py, beta = 1)
+
+        The noise, the codes and the decoder run in the model's dtype, `max_rows` decoded samples at a time in
+        workspaces reused from chunk to chunk (and kept apart from training's, so that a forward/backward pair
+        may enclose this call); each log-weight goes to float64 for the log-sum-exp over the K samples.
+        The bound tightens as K grows.
         """
         x = self._check_x(x)
         K = check_int("n_samples", n_samples)
@@ -279,38 +281,38 @@ class VAE(Network):
         per_img = max(1, max_rows // K)          # images per pass
         k_chunk = min(K, max(1, max_rows // per_img))
         result = np.empty(N, dtype=np.float64)
-        for start in range(0, N, per_img):
-            xb = x[start:start + per_img]
-            B = xb.shape[0]
-            mu, log_var = (a.astype(np.float64) for a in self.encode(xb))
-            std = np.exp(0.5 * log_var)
-            log_w = np.empty((B, K), dtype=np.float64)
-            for k0 in range(0, K, k_chunk):
-                kc = min(k_chunk, K - k0)
-                eps = rng.standard_normal((B, kc, Z))
-                h = mu[:, None, :] + std[:, None, :] * eps
-                log_q = -0.5 * np.sum(eps * eps + LOG_2PI + log_var[:, None, :], axis=2)
-                log_p_h = -0.5 * np.sum(h * h + LOG_2PI, axis=2)
-                log_w[:, k0:k0 + kc] = self._log_px_given_h(xb, h.astype(self.dtype)) + log_p_h - log_q
-            m = log_w.max(axis=1, keepdims=True)
-            result[start:start + B] = (m[:, 0] + np.log(np.mean(np.exp(log_w - m), axis=1)))
+        training_ws, self._ws = self._ws, self.__dict__.setdefault("_eval_ws", {})
+        try:
+            for start in range(0, N, per_img):
+                xb = x[start:start + per_img]
+                B = xb.shape[0]
+                mu, log_var = self.encode(xb)
+                std = np.exp(0.5 * log_var)
+                log_w = np.empty((B, K), dtype=np.float64)
+                for k0 in range(0, K, k_chunk):
+                    kc = min(k_chunk, K - k0)
+                    eps = rng.standard_normal(dtype=self.dtype, out=self._buf("ll.eps", (B, kc, Z)))
+                    h = iwae.reparameterize(mu, std, eps, out=self._buf("ll.h", (B, kc, Z)))
+                    np.subtract(self._log_px_given_h(xb, h), iwae.kl_estimate(h, eps, log_var),
+                                out=log_w[:, k0:k0 + kc], dtype=np.float64)
+                result[start:start + B] = iwae.log_mean_exp(log_w)
+        finally:
+            self._ws = training_ws
         return result
 
     def _log_px_given_h(self, x, h):
-        """x: (B, D), h: (B, K, Z) -> log p(x_b | h_bk): (B, K) float64."""
+        """x: (B, D), h: (B, K, Z) -> log p(x_b | h_bk): (B, K) in the model's dtype."""
         B, K, Z = h.shape
-        out, log_var_x, _ = self._decoder_forward(h.reshape(B * K, Z))
+        out, log_var_x, _ = self._decoder_forward(h.reshape(B * K, Z), ws=True)
         out = out.reshape(B, K, -1)
         if self.likelihood == "bernoulli":
-            res = np.empty((B, K), dtype=self.dtype)
-            e, l = np.empty_like(out), np.empty_like(out)
-            return _kernels.K.bernoulli_loglik_rows(out, x, res, e, l).astype(np.float64)
+            res = self._buf("ll.res", (B, K))
+            e, l = self._buf("ll.e", out.shape), self._buf("ll.l", out.shape)
+            return _kernels.K.bernoulli_loglik_rows(out, x, res, e, l)
         sigma = 1.0 if self.decoder_sigma == "learned" else self.decoder_sigma
-        lv = None if log_var_x is None else log_var_x.reshape(B, K, -1)
         xr = np.broadcast_to(x[:, None, :], out.shape).reshape(B * K, -1)
-        nll = losses.gaussian_nll(xr, out.reshape(B * K, -1), None if lv is None else lv.reshape(B * K, -1),
-                                  sigma)
-        return -nll.reshape(B, K).astype(np.float64)
+        nll = losses.gaussian_nll(xr, out.reshape(B * K, -1), log_var_x, sigma)
+        return -nll.reshape(B, K)
 
 
 class Autoencoder(Network):

@@ -1,0 +1,59 @@
+"""benchmarks/bench_literature.py: the schedule, and resuming from its state file bit for bit."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import vae_numpy as vn
+
+pytest.importorskip("threadpoolctl", reason="the benchmark pins the BLAS to one thread")
+SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_literature.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_literature", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_schedule_is_the_papers(bench):
+    assert bench.TOTAL_PASSES == 3280 and len(bench.STAGES) == 8
+    assert bench.stage_of(0) == (0, 1e-3, 1)
+    i, lr, end = bench.stage_of(1)
+    assert (i, end) == (1, 4) and lr == pytest.approx(1e-3 * 10 ** (-1 / 7))
+    assert bench.stage_of(3279)[0] == 7 and bench.stage_of(3279)[2] == 3280
+    with pytest.raises(ValueError):
+        bench.stage_of(3280)
+
+
+def _run(bench, tmp_path, name, budget, extra=()):
+    argv = ["--row", "iwae_k5", "--dataset", "mnist-5k", "--train-images", "100", "--budget", str(budget),
+            "--eval-images", "20", "--eval-samples", "10", "--state", str(tmp_path / f"{name}.npz"),
+            "--results", str(tmp_path / "results.json"), "--model-out", str(tmp_path / f"{name}_model.npz"), *extra]
+    assert bench.main(argv) == 0
+    return vn.load_model(tmp_path / f"{name}_model.npz")
+
+
+def test_resuming_gives_the_same_parameters_bit_for_bit(bench, tmp_path):
+    straight = _run(bench, tmp_path, "a", 2)           # passes 1 (stage 0) and 2 (stage 1, another lr)
+    _run(bench, tmp_path, "b", 1)
+    resumed = _run(bench, tmp_path, "b", 2)             # continues from b.npz
+    assert (resumed.objective, resumed.k) == ("iwae", 5)
+    for name in straight.params:
+        np.testing.assert_array_equal(straight.params[name], resumed.params[name])
+    runs = json.loads((tmp_path / "results.json").read_text())
+    assert [r["passes_done"] for r in runs] == [2, 1, 2]
+    last = runs[-1]
+    assert last["row"] == "iwae_k5" and last["eval_images"] == 20 and last["eval_samples"] == 10
+    assert np.isfinite(last["test_neg_log_px"]) and last["test_neg_log_px"] < last["test_neg_elbo"] + 1
+    assert {"train_loss", "eval_seconds", "load_average_start", "commit", "budget"} <= set(last)
+    state = vn.load_checkpoint(tmp_path / "b.npz")
+    assert state.train_state["epoch"] == 2 and state.model.dtype == np.float32
+    assert state.optimizer.eps == 1e-4 and state.optimizer.lr == pytest.approx(1e-3 * 10 ** (-1 / 7))
