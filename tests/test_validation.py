@@ -111,27 +111,42 @@ def test_nan_and_inf_in_x(bad, where, likelihood):
         model.forward(x)
 
 
+UNIT = r"; the model takes pixel intensities in \[0, 1\] with every likelihood: divide uint8 pixels by 255"
+
+
 @pytest.mark.parametrize("lo, hi, match", [
-    (-0.1, 0.5, r"x has values in \[-0\.1, 0\.99\d*\]; a Bernoulli decoder needs targets in \[0, 1\]"),
-    (0.0, 1.5, r"x has values in \[0, 1\.5\]; a Bernoulli decoder needs targets in \[0, 1\]"),
-    (0.0, 255.0, r"\[0, 255\].*divide uint8 pixels by 255, or use likelihood='gaussian'"),
+    (-0.1, 0.5, r"x\w* has values in \[-0\.1, 0\.99\d*\]" + UNIT),
+    (0.0, 1.5, r"x\w* has values in \[0, 1\.5\]" + UNIT),
+    (0.0, 255.0, r"x\w* has values in \[0, 255\]" + UNIT),
 ])
-def test_bernoulli_targets_outside_unit_interval(lo, hi, match):
+@pytest.mark.parametrize("likelihood", [dict(likelihood="bernoulli"), dict(likelihood="gaussian"),
+                                        dict(likelihood="gaussian", decoder_sigma="learned")])
+def test_inputs_outside_the_unit_interval_are_refused_for_every_likelihood(lo, hi, match, likelihood):
     x = _x()
     x[0, 0], x[2, 5] = lo, hi
-    model = _model()
-    for call in (model.forward, model.encode, lambda v: model.log_likelihood(v, n_samples=2),
-                 vn.Autoencoder(D, (5,), Z).forward):
+    model = _model(**likelihood)
+    ae = vn.Autoencoder(D, (5,), Z, **likelihood) if "decoder_sigma" not in likelihood else model
+    for call in (model.forward, model.encode, lambda v: model.log_likelihood(v, n_samples=2), ae.forward,
+                 lambda v: vn.train(model, v, epochs=1, progress=False), lambda v: vn.evaluate(model, v)):
         with pytest.raises(vn.ConfigError, match=match):
             call(x)
 
 
-def test_uint8_pixels_are_refused_by_bernoulli_and_gaussian_takes_any_real_x():
-    x = (np.random.default_rng(0).random((3, D)) * 255).astype(np.uint8)
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+def test_uint8_pixels_raw_or_standardized_are_refused_and_vn_train_scales_uint8_images(likelihood):
+    images = np.random.default_rng(0).integers(0, 256, (20, D), dtype=np.uint8)
+    model = _model(likelihood=likelihood, dtype="float64")
     with pytest.raises(vn.ConfigError, match=r"divide uint8 pixels by 255"):
-        _model().forward(x)
-    standardized = np.random.default_rng(1).standard_normal((3, D))   # negative and > 1: fine for a Gaussian
-    assert np.isfinite(_model(likelihood="gaussian").forward(standardized))
+        model.forward(images)
+    with pytest.raises(vn.ConfigError, match=r"divide uint8 pixels by 255"):   # no NaN from raw 0-255 floats
+        model.forward(images.astype(np.float32))
+    standardized = np.random.default_rng(1).standard_normal((3, D))
+    with pytest.raises(vn.ConfigError, match=r"x has values in \[-\d"):
+        model.forward(standardized)
+    # the uint8 images as they are: vn.train and vn.evaluate scale them by 1/255, batch by batch
+    history = vn.train(model, images, images[:5], epochs=2, batch_size=8, progress=False)
+    assert all(np.isfinite(r["train_loss"]) and np.isfinite(r["val_loss"]) for r in history)
+    assert np.isfinite(vn.evaluate(model, images, iwae_samples=2)["neg_elbo"])
 
 
 @pytest.mark.parametrize("eps, match", [

@@ -188,8 +188,7 @@ class Network:
         return self.decode(rng.standard_normal((n, self.latent_dim)).astype(self.dtype))
 
     def _check_x(self, x):
-        return check_matrix("x", x, ncols=self.input_dim, dtype=self.dtype,
-                            unit_interval=self.likelihood == "bernoulli")
+        return check_matrix("x", x, ncols=self.input_dim, dtype=self.dtype, unit_interval=True)
 
     def save(self, path):
         """Write the model (config and parameters) to a .npz checkpoint, atomically (checkpoint.py)."""

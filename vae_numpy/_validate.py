@@ -59,7 +59,7 @@ def check_matrix(name: str, x, ncols: int | None = None, dtype=None, unit_interv
                  min_rows: int = 1) -> np.ndarray:
     """A finite 2-D array (N, ncols), converted to `dtype` (no copy when it already is).
 
-    unit_interval: values must lie in [0, 1] (targets of a Bernoulli decoder).
+    unit_interval: values must lie in [0, 1] (pixel intensities: the model's inputs, for every likelihood).
     """
     try:
         arr = np.asarray(x, dtype=dtype)
@@ -80,8 +80,9 @@ def check_matrix(name: str, x, ncols: int | None = None, dtype=None, unit_interv
     if unit_interval:
         lo, hi = float(arr.min()), float(arr.max())
         if lo < 0.0 or hi > 1.0:
-            raise ConfigError(f"{name} has values in [{lo:g}, {hi:g}]; a Bernoulli decoder needs targets in "
-                              "[0, 1] (divide uint8 pixels by 255, or use likelihood='gaussian')")
+            raise ConfigError(f"{name} has values in [{lo:g}, {hi:g}]; the model takes pixel intensities in [0, 1] "
+                              "with every likelihood: divide uint8 pixels by 255 (vn.train and vn.evaluate also take "
+                              "the uint8 images as they are)")
     return arr
 
 

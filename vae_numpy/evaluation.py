@@ -53,8 +53,7 @@ def prepare_data(model, x, name="x", binarize="none"):
     if binarize != "none":
         raise ConfigError(f"binarize={binarize!r} needs uint8 images (grey levels 0-255); {name} is "
                           f"{arr.dtype}: binarize it yourself or pass binarize='none'")
-    return check_matrix(name, arr, ncols=model.input_dim, dtype=model.dtype,
-                        unit_interval=model.likelihood == "bernoulli")
+    return check_matrix(name, arr, ncols=model.input_dim, dtype=model.dtype, unit_interval=True)
 
 
 def unit_batches(x, batch_size, dtype):
