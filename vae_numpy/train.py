@@ -23,12 +23,12 @@ at step t = 0, 1, ..., so that it reaches 1 at the last step of epoch ``beta_war
 
 from __future__ import annotations
 
-import sys
 import time
 
 import numpy as np
 
 from . import _kernels
+from ._progress import make_progress
 from ._validate import check_choice, check_float, check_int, check_rng
 from .checkpoint import save_model
 from .datasets import BINARIZE, binarize_static
@@ -93,23 +93,6 @@ class _Shuffled:
             yield out
 
 
-def _progress_bar(total, enabled):
-    """A tqdm bar (notebook widget or terminal), or None when disabled or stderr is not a terminal."""
-    if not enabled or total <= 0:
-        return None
-    in_notebook = False
-    try:
-        from IPython import get_ipython
-        shell = get_ipython()
-        in_notebook = shell is not None and "IPKernelApp" in shell.config
-    except Exception:  # no IPython, or an unusual shell: a terminal then
-        pass
-    if not in_notebook and not sys.stderr.isatty():
-        return None
-    from tqdm.auto import tqdm
-    return tqdm(total=total, unit="batch", leave=False, dynamic_ncols=True)
-
-
 def _generator(state):
     """A numpy Generator restored from ``bit_generator.state`` (a dict, as stored in a checkpoint)."""
     name = state.get("bit_generator") if isinstance(state, dict) else None
@@ -151,7 +134,8 @@ def train(model, x_train, x_val=None, epochs=10, batch_size=128, optimizer=None,
         ``callback(model, history)`` after every epoch (``history[-1]`` is the epoch just done); a callback
         that returns True (the object True, not any truthy value) stops training.
     progress : bool
-        A tqdm progress bar (in a notebook or a terminal; never when stderr is not a terminal).
+        A tqdm progress bar in a notebook or a terminal; where stderr is not a terminal (a log file, CI),
+        a line every ~10 s: epoch, batch i/n, the running loss, images/s (see :mod:`vae_numpy._progress`).
     binarize : {"none", "static", "dynamic"}
         For uint8 data (see :mod:`vae_numpy.datasets`); x_val is then binarized once, statically.
     checkpoint : str or os.PathLike, optional
@@ -216,11 +200,11 @@ def train(model, x_train, x_val=None, epochs=10, batch_size=128, optimizer=None,
     draw_eps = model.kind == "vae"
     rows = min(batch_size, len(x))   # eps: (B, Z), or (B, k, Z) for a k-sample objective (VAE.eps_shape)
     eps = np.empty(model.eps_shape(rows) if draw_eps else (rows, model.latent_dim), model.dtype)
-    bar = _progress_bar((epochs - start) * nb, progress)
+    bar = make_progress(nb, (epochs - start) * nb, progress)   # a bar, or a line every ~10 s in a log
     try:
         for epoch in range(start + 1, epochs + 1):
             if bar is not None:
-                bar.set_description(f"epoch {epoch}/{epochs}")
+                bar.epoch(epoch, epochs)
             t0 = time.perf_counter()
             sums = np.zeros(3)  # loss, reconstruction, kl, each times the batch size
             for b, xb in enumerate(batches, start=1):
@@ -239,9 +223,7 @@ def train(model, x_train, x_val=None, epochs=10, batch_size=128, optimizer=None,
                 last = model.last
                 sums += (loss * B, last["reconstruction"] * B, last["kl"] * B)
                 if bar is not None:
-                    bar.update(1)
-                    if b % 20 == 0:
-                        bar.set_postfix_str(f"loss {loss:.2f}", refresh=False)
+                    bar.step(b, loss, B)
             seconds = time.perf_counter() - t0
             if not np.isfinite(model._flat_params).all():
                 _diverged(float("nan"), epoch, epochs, nb, nb, checkpoint, start, history)
