@@ -280,6 +280,7 @@ class VAE(Network):
         N, Z = x.shape[0], self.latent_dim
         per_img = max(1, max_rows // K)          # images per pass
         k_chunk = min(K, max(1, max_rows // per_img))
+        k_chunk = -(-K // -(-K // k_chunk))      # chunks of equal size (5000 -> 2 x 2500): the workspaces stay
         result = np.empty(N, dtype=np.float64)
         training_ws, self._ws = self._ws, self.__dict__.setdefault("_eval_ws", {})
         try:
