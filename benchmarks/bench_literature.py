@@ -29,7 +29,8 @@ to the whole schedule (or a larger budget) later.
 State and resuming: after every pass, the model, Adam's moments and step count, the loop's generator and the
 number of passes done are written atomically (a vae-numpy training checkpoint, float32, ~5 MB) to
 ``benchmarks/results/literature_state/<row>.npz`` (git-ignored), overwritten in place. Started again, the script
-continues from it bit for bit (one BLAS thread: threadpoolctl); ``--restart`` starts over.
+continues from it bit for bit (one BLAS thread: threadpoolctl); ``--restart`` starts over. A lock file beside
+the state refuses a second run on the same state (give a budgeted run of a row its own ``--state``).
 
 At the end of a run: the test -log p(x) (``--eval-images``, ``--eval-samples``) and the one-sample test -ELBO are
 appended with the run's facts to ``benchmarks/results/literature.json``, and the bare model is saved
@@ -192,6 +193,12 @@ def main(argv=None):
     if args.restart and state_path.exists():
         state_path.unlink()
 
+    import fcntl
+    lock = open(state_path.with_name(f".{state_path.name}.lock"), "w")   # noqa: SIM115 (held until exit)
+    try:   # two runs of one state file would overwrite each other's passes
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        p.error(f"{state_path} is being trained by another run; give this one its own --state")
     from threadpoolctl import threadpool_limits
     load_before = os.getloadavg()
     with threadpool_limits(1):      # one BLAS thread: the same bits on every run and after every resume

@@ -57,3 +57,14 @@ def test_resuming_gives_the_same_parameters_bit_for_bit(bench, tmp_path):
     state = vn.load_checkpoint(tmp_path / "b.npz")
     assert state.train_state["epoch"] == 2 and state.model.dtype == np.float32
     assert state.optimizer.eps == 1e-4 and state.optimizer.lr == pytest.approx(1e-3 * 10 ** (-1 / 7))
+
+
+def test_a_second_run_on_the_same_state_is_refused(bench, tmp_path):
+    import fcntl
+    with open(tmp_path / ".s.npz.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(SystemExit) as exc:
+            bench.main(["--row", "vae_k1", "--dataset", "mnist-5k", "--budget", "1", "--state", str(tmp_path / "s.npz"),
+                        "--results", str(tmp_path / "r.json")])
+        assert exc.value.code == 2
+    assert not (tmp_path / "r.json").exists()
