@@ -7,6 +7,7 @@ VAE (Kingma & Welling, 2014):
     sample    h = mu + sigma * eps,  eps ~ N(0, I)                          (sampling.py)
     decoder   p(x | h) = Bernoulli(sigmoid(a(h)))  or  N(m(h), s^2)         (losses.py)
     loss      L = mean_n [ -log p(x_n | h_n) + beta * KL(q(h | x_n) || N(0, I)) ]   (negative ELBO, nats)
+    or, with objective="iwae" and k draws h_j per example, L_k = mean_n -log (1/k) sum_j w_j    (iwae.py)
 
 Autoencoder: the same MLPs with a deterministic code z = MLP(x) and L = mean_n [ -log p(x_n | z_n) ].
 
