@@ -50,7 +50,7 @@ HIDDEN, LATENT, BATCH, LR, THREADS, EVAL_SEED = 400, 20, 128, 1e-3, 2, 2024
 PUBLISHED = {"mnist": {"epoch": 7, "test_loss": 106.66, "source": "pytorch/examples vae/main.py, published log"}}
 
 
-def torch_side(x_train, x_test, eps_test, seed):
+def torch_side(x_train, x_test, eps_test, seed, threads=THREADS):
     """(train_epoch() -> seconds, evaluate() -> dict) for the pytorch/examples VAE, or None without torch."""
     try:
         import torch
@@ -58,7 +58,7 @@ def torch_side(x_train, x_test, eps_test, seed):
         from torch import nn
     except ImportError:
         return None
-    torch.set_num_threads(THREADS)
+    torch.set_num_threads(threads)
     torch.manual_seed(seed)
 
     class VAE(nn.Module):        # pytorch/examples vae/main.py
@@ -109,9 +109,10 @@ def torch_side(x_train, x_test, eps_test, seed):
     return train_epoch, evaluate, torch.__version__
 
 
-def run_seed(seed, x_train, x_test, eps_test, epochs, with_torch, with_default_init, published=None):
+def run_seed(seed, x_train, x_test, eps_test, epochs, with_torch, with_default_init, published=None,
+             threads=THREADS):
     """One seed: vae-numpy and PyTorch epoch by epoch, then (optionally) vae-numpy with its default init."""
-    torch = torch_side(x_train, x_test, eps_test, seed) if with_torch else None
+    torch = torch_side(x_train, x_test, eps_test, seed, threads) if with_torch else None
     rows = []
 
     def after_epoch(model, history):
@@ -154,6 +155,9 @@ def main(argv=None):
     p.add_argument("--no-default-init", action="store_true",
                    help="skip the extra vae-numpy run with its default initialization (he-xavier)")
     p.add_argument("--dataset", choices=("fashion-mnist", "mnist"), default="fashion-mnist")
+    p.add_argument("--threads", type=int, default=THREADS,
+                   help=f"BLAS threads of vae-numpy (threadpoolctl) and torch.set_num_threads, default {THREADS}; 1 "
+                        "on a busy machine (a 2-thread call waits for its slower thread)")
     p.add_argument("--data-dir", default=None,
                    help="the IDX files; for mnist default $VAE_NUMPY_DATA, else ../shared/data/mnist beside the repo")
     p.add_argument("--out", type=Path, default=None,
@@ -173,11 +177,13 @@ def main(argv=None):
     warm = vn.VAE(hidden_dims=(HIDDEN,), latent_dim=LATENT)   # compile the kernels untimed
     vn.train(warm, x_train[:256], epochs=1, batch_size=BATCH, progress=False)
 
+    from threadpoolctl import threadpool_limits
     rows, torch_version = [], None
-    for seed in seeds:
-        seed_rows, torch_version = run_seed(seed, x_train, x_test, eps_test, args.epochs, not args.no_torch,
-                                            not args.no_default_init, published)
-        rows += seed_rows
+    with threadpool_limits(args.threads):
+        for seed in seeds:
+            seed_rows, torch_version = run_seed(seed, x_train, x_test, eps_test, args.epochs, not args.no_torch,
+                                                not args.no_default_init, published, args.threads)
+            rows += seed_rows
     finals = [r for r in rows if r["epoch"] == args.epochs]
     # numpy_*: the recipe's run (init="torch"); numpy_he_xavier_*: the control with vae-numpy's default init
     summary = {"epochs": args.epochs, "seeds": seeds, "numpy_init": "torch",
@@ -209,7 +215,7 @@ def main(argv=None):
                    "optimizer": "Adam lr 1e-3", "batch_size": BATCH, "epochs": args.epochs, "seeds": seeds,
                    "eval": "test negative ELBO, 10,000 images, one shared eps draw each"},
         "machine": {"python": platform.python_version(), "numpy": np.__version__, "machine": platform.machine(),
-                    "cpus": os.cpu_count(), "torch": torch_version, "threads": THREADS,
+                    "cpus": os.cpu_count(), "torch": torch_version, "threads": args.threads,
                     "load_average": os.getloadavg()},
         "epochs": rows, "summary": summary,
     }
