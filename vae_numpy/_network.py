@@ -167,6 +167,14 @@ class Network:
             layer.bind({k: self.params[n] for k, n in keys.items()}, {k: self.grads[n] for k, n in keys.items()})
             layer.init_params(self.rng, self.dtype, self.init)
 
+    def describe(self):
+        """A short name of the architecture: "784-400-20" for the MLP, "conv 32,64 784->2", "custom 12->3"."""
+        if self.arch == "mlp" and not self.arch_options.keys() - {"hidden_dims"}:
+            return "-".join(str(d) for d in (self.input_dim, *self.hidden_dims, self.latent_dim))
+        opts = " ".join(",".join(map(str, v)) if isinstance(v, list | tuple) else str(v)
+                        for k, v in self.arch_options.items() if k != "hidden_dims")
+        return f"{self.arch}{' ' + opts if opts else ''} {self.input_dim}->{self.latent_dim}"
+
     @property
     def n_params(self):
         """The number of scalar parameters."""
