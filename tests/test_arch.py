@@ -75,3 +75,15 @@ def test_bad_arch_arguments_are_config_errors():
         vn.VAE(arch="mlp", channels=(8, 8))
     with pytest.raises(ConfigError, match="Flatten"):
         vn.VAE(input_dim=12, latent_dim=2, encoder=[nn.Reshape((3, 4))], decoder=[nn.Dense(12)])
+
+
+@pytest.mark.parametrize("kw", [{}, {"arch": "conv", "channels": (3, 5), "latent_dim": 2},
+                                {"hidden_dims": (10**11,)}, {"likelihood": "gaussian", "decoder_sigma": "learned"}])
+def test_plan_gives_the_shapes_without_allocating(kw):
+    shapes = vn.VAE.plan(**kw)
+    if kw.get("hidden_dims") == (10**11,):
+        assert shapes["enc1.W"] == (784, 10**11)      # no MemoryError: nothing was allocated
+        return
+    model = vn.VAE(**kw)
+    assert shapes == {k: v.shape for k, v in model.params.items()}
+    assert list(vn.Autoencoder.plan(**kw)) == list(vn.Autoencoder(**kw).params)

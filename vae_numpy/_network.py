@@ -160,12 +160,24 @@ class Network:
         shapes = {}
         for prefix, layer in self._parts:
             for k, s in layer.param_shapes().items():
-                shapes[f"{prefix}.{k}" if prefix else k] = tuple(s)
+                shapes[f"{prefix}.{k}" if prefix else k] = tuple(int(d) for d in s)
+        if getattr(self, "_plan_only", False):   # plan(): the shapes, nothing allocated
+            self._planned = shapes
+            return
         self._flat_params, self._flat_grads, self.params, self.grads = flat_buffers(shapes, self.dtype)
         for prefix, layer in self._parts:
             keys = {k: f"{prefix}.{k}" if prefix else k for k in layer.param_shapes()}
             layer.bind({k: self.params[n] for k, n in keys.items()}, {k: self.grads[n] for k, n in keys.items()})
             layer.init_params(self.rng, self.dtype, self.init)
+
+    @classmethod
+    def plan(cls, **config):
+        """Parameter name -> shape, in order, of the model these constructor arguments describe; nothing is
+        allocated (checkpoints check sizes with it before building). E.g. VAE.plan(arch="conv", latent_dim=2)."""
+        obj = cls.__new__(cls)
+        obj._plan_only = True
+        cls.__init__(obj, **config)
+        return obj._planned
 
     def describe(self):
         """A short name of the architecture: "784-400-20" for the MLP, "conv 32,64 784->2", "custom 12->3"."""
