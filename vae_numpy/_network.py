@@ -33,6 +33,7 @@ from .layers import (
 from .nn import Dense, Layer, Sequential, flat_buffers, from_config
 
 LIKELIHOODS = ("bernoulli", "gaussian")
+DEFAULT_HIDDEN = (400,)   # the MLP's default widths; compared by identity to tell "not given" from a choice
 HIDDEN_ACTIVATIONS = tuple(a for a in ACTIVATIONS if a != "linear")
 
 
@@ -71,7 +72,7 @@ class Network:
 
     kind = "network"
 
-    def __init__(self, input_dim=784, hidden_dims=None, latent_dim=20, likelihood="bernoulli",
+    def __init__(self, input_dim=784, hidden_dims=DEFAULT_HIDDEN, latent_dim=20, likelihood="bernoulli",
                  activation="relu", dtype="float32", seed=0, decoder_sigma=1.0, init="he-xavier",
                  arch=None, encoder=None, decoder=None, output=None, arch_options=None, **options):
         self.input_dim = check_int("input_dim", input_dim)
@@ -109,7 +110,7 @@ class Network:
         if encoder is not None or decoder is not None:
             if encoder is None or decoder is None:
                 raise ConfigError("give both encoder= and decoder= (layer stacks), or neither (arch= builds them)")
-            if hidden_dims is not None:
+            if hidden_dims is not DEFAULT_HIDDEN:
                 raise ConfigError("hidden_dims applies to arch='mlp'; with encoder= and decoder= the layers "
                                   "give the sizes")
             self.arch = arch or "custom"
@@ -119,7 +120,7 @@ class Network:
         if output is not None:
             raise ConfigError("output= goes with encoder= and decoder=; a named arch builds its own output head")
         self.arch = arch or "mlp"
-        if hidden_dims is not None:
+        if hidden_dims is not DEFAULT_HIDDEN:
             if self.arch != "mlp":
                 raise ConfigError(f"hidden_dims applies to arch='mlp', not arch={self.arch!r}; see "
                                   f"architectures.OPTIONS for {self.arch!r}'s options")

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _kernels, iwae, losses
-from ._network import Network
+from ._network import DEFAULT_HIDDEN, Network
 from ._validate import check_choice, check_float, check_int, check_matrix, check_rng
 from .errors import ConfigError
 from .nn import Dense
@@ -55,7 +55,7 @@ class VAE(Network):
 
     kind = "vae"
 
-    def __init__(self, input_dim=784, hidden_dims=None, latent_dim=20, likelihood="bernoulli", beta=1.0,
+    def __init__(self, input_dim=784, hidden_dims=DEFAULT_HIDDEN, latent_dim=20, likelihood="bernoulli", beta=1.0,
                  activation="relu", dtype="float32", seed=0, decoder_sigma=1.0, init="he-xavier", objective="elbo",
                  k=1, arch=None, encoder=None, decoder=None, output=None, arch_options=None, **options):
         super().__init__(input_dim, hidden_dims, latent_dim, likelihood, activation, dtype, seed, decoder_sigma,
@@ -322,7 +322,7 @@ class Autoencoder(Network):
 
     kind = "ae"
 
-    def __init__(self, input_dim=784, hidden_dims=None, latent_dim=20, likelihood="bernoulli",
+    def __init__(self, input_dim=784, hidden_dims=DEFAULT_HIDDEN, latent_dim=20, likelihood="bernoulli",
                  activation="relu", dtype="float32", seed=0, decoder_sigma=1.0, init="he-xavier", arch=None,
                  encoder=None, decoder=None, output=None, arch_options=None, **options):
         super().__init__(input_dim, hidden_dims, latent_dim, likelihood, activation, dtype, seed, decoder_sigma,
