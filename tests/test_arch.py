@@ -87,3 +87,15 @@ def test_plan_gives_the_shapes_without_allocating(kw):
     model = vn.VAE(**kw)
     assert shapes == {k: v.shape for k, v in model.params.items()}
     assert list(vn.Autoencoder.plan(**kw)) == list(vn.Autoencoder(**kw).params)
+
+
+@pytest.mark.parametrize("arch,kw,d", [("conv", {"channels": (2, 3), "dense": 4, "activation": "tanh"}, 64),
+                                       ("rnn", {"state_size": 3}, 16)])
+@pytest.mark.parametrize("lik", ["bernoulli", "gaussian"])
+def test_iwae_objective_through_every_arch(arch, kw, d, lik):
+    # the IWAE objective reaches the networks only through the encoder/decoder hooks: any arch works
+    model = vn.VAE(input_dim=d, arch=arch, latent_dim=2, dtype="float64", seed=0, objective="iwae", k=3,
+                   likelihood=lik, **kw)
+    model._flat_params += 0.05 * np.random.default_rng(0).standard_normal(model._flat_params.shape)
+    eps = np.random.default_rng(2).standard_normal((3, 3, 2))
+    check_model(model, np.random.default_rng(1).random((3, d)), eps=eps, tol=TOL).assert_ok()
