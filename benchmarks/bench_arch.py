@@ -96,7 +96,63 @@ def torch_conv(model, torch):
     return net, names
 
 
-TWINS = {"conv": torch_conv}
+def torch_rnn(model, torch):
+    """The PyTorch twin of arch="rnn": nn.GRU / nn.RNN encoder (its last state), the heads, s_0 = tanh(Linear(h)),
+    the same kind of cell fed h at every step, a Linear readout per step (benchmarks/rnn_torch_equality.py)."""
+    nn = torch.nn
+    enc_cell, dec = model.encoder.layers[1], model.decoder
+    cell, S, Z, T = dec.cell, dec.units, model.latent_dim, dec.steps
+    F = model.encoder.layers[0].target[1]
+    Cell = nn.GRU if cell == "gru" else nn.RNN
+    dt = torch.float64 if model.dtype == np.float64 else torch.float32
+
+    class RnnVAE(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.enc, self.dec = Cell(F, S, batch_first=True), Cell(Z, S, batch_first=True)
+            self.mu, self.log_var, self.init = nn.Linear(S, Z), nn.Linear(S, Z), nn.Linear(Z, S)
+            self.readout = nn.Linear(S, F)
+
+        def encode(self, x):
+            _, h = self.enc(x.view(len(x), T, F))
+            return self.mu(h[0]), self.log_var(h[0])
+
+        def decode(self, z):
+            s0 = torch.tanh(self.init(z))
+            states, _ = self.dec(z[:, None, :].expand(len(z), T, Z).contiguous(), s0[None].contiguous())
+            return self.readout(states).reshape(len(z), -1)
+
+        def forward(self, x, eps):
+            mu, log_var = self.encode(x)
+            return self.decode(mu + torch.exp(0.5 * log_var) * eps), mu, log_var
+
+    net = RnnVAE().to(dt)
+    p = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in model.params.items()}
+    names = {}
+    with torch.no_grad():
+        for t, v in (("enc", "encoder.1"), ("dec", "decoder")):
+            mod = getattr(net, t)
+            mod.weight_ih_l0.copy_(p[f"{v}.Wx"].T)
+            mod.weight_hh_l0.copy_(p[f"{v}.Wh"].T)
+            names[f"{t}.weight_ih_l0"], names[f"{t}.weight_hh_l0"] = (f"{v}.Wx", (1, 0)), (f"{v}.Wh", (1, 0))
+            if cell == "gru":
+                mod.bias_ih_l0.copy_(p[f"{v}.bx"])
+                mod.bias_hh_l0.copy_(p[f"{v}.bh"])
+                names[f"{t}.bias_ih_l0"], names[f"{t}.bias_hh_l0"] = (f"{v}.bx", None), (f"{v}.bh", None)
+            else:                                   # one bias b in vae-numpy: torch's second one stays 0, frozen
+                mod.bias_ih_l0.copy_(p[f"{v}.b"])
+                mod.bias_hh_l0.zero_()
+                mod.bias_hh_l0.requires_grad_(False)
+                names[f"{t}.bias_ih_l0"] = (f"{v}.b", None)
+        for t, v in (("mu", "enc_mu"), ("log_var", "enc_log_var"), ("init", "decoder.init"), ("readout", "dec_out.0")):
+            getattr(net, t).weight.copy_(p[f"{v}.W"].T)
+            getattr(net, t).bias.copy_(p[f"{v}.b"])
+            names[f"{t}.weight"], names[f"{t}.bias"] = (f"{v}.W", (1, 0)), (f"{v}.b", None)
+    assert enc_cell.cell == cell
+    return net, names
+
+
+TWINS = {"conv": torch_conv, "rnn": torch_rnn}
 
 
 def torch_loss(net, x, eps, torch):
@@ -118,6 +174,8 @@ def check_equal(arch, options, x, torch):
     tl.backward()
     errors = {"loss": abs(loss - tl.item()) / abs(loss)}
     for tname, param in net.named_parameters():
+        if not param.requires_grad:
+            continue
         name, perm = names[tname]
         g = param.grad.numpy()
         mine = model.grads[name] if perm is None else model.grads[name].transpose(perm)
@@ -135,6 +193,9 @@ def main(argv=None):
     p.add_argument("--n-train", type=int, default=60000)
     p.add_argument("--n-test", type=int, default=10000)
     p.add_argument("--latent-dim", type=int, default=2)
+    p.add_argument("--channels", default=None, help="[conv] e.g. 32,64 (default)")
+    p.add_argument("--state-size", type=int, default=None, help="[rnn] default: the arch's (128)")
+    p.add_argument("--cell", choices=("gru", "rnn"), default=None, help="[rnn] default gru")
     p.add_argument("--threads", type=int, default=2, help="BLAS / torch threads (default 2)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir", default=os.environ.get("VAE_NUMPY_DATA", str(DEFAULT_DATA)))
@@ -143,7 +204,8 @@ def main(argv=None):
     import torch
     from threadpoolctl import threadpool_limits
     torch.set_num_threads(args.threads)
-    options = {}
+    options = {k: v for k, v in (("channels", args.channels and tuple(map(int, args.channels.split(",")))),
+                                 ("state_size", args.state_size), ("cell", args.cell)) if v is not None}
     load0 = os.getloadavg()
     xtr = vn.datasets.load_dataset("mnist", "train", data_dir=args.data_dir, download=False, progress=False)[0]
     xte = vn.datasets.load_dataset("mnist", "test", data_dir=args.data_dir, download=False, progress=False)[0]
