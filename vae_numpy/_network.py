@@ -1,16 +1,25 @@
-"""What VAE and Autoencoder share: parameters in one flat buffer, MLP stacks, reusable workspaces.
+"""What VAE and Autoencoder share: the encoder and decoder stacks, parameters in one flat buffer, workspaces.
 
-Parameter names: ``enc1.W, enc1.b, ...`` for the encoder's hidden layers, the heads (``enc_mu``,
-``enc_log_var`` for the VAE, ``enc_z`` for the autoencoder), ``dec1 ...`` for the decoder's hidden layers,
-``dec_out`` for the decoder's output (Bernoulli logits or Gaussian mean) and ``dec_log_var`` for a
-learned Gaussian decoder variance. Every array in ``params`` (and ``grads``) is a view into one
-contiguous buffer, so the optimizer can update all of them in a single pass.
+Shapes: x: (N, D); g: (N, F) the encoder's features that the heads read; h: (N, Z); out: (N, D).
+
+The model is built from layers (vae_numpy/nn): an encoder stack, the heads (a Dense each, owned by the model:
+``enc_mu`` and ``enc_log_var`` for the VAE, ``enc_z`` for the autoencoder), a decoder stack and an output head
+(``dec_out``: Bernoulli logits or Gaussian means; ``dec_log_var``, a copy of it, for a learned Gaussian
+variance). Building is two phases: every part reports its parameter shapes, the model allocates one flat
+buffer for all of them, then hands each part its views (``bind``) and initialises them in order (encoder,
+heads, decoder, output) from the model's generator. So every array in ``params`` (and ``grads``) is a view
+into one contiguous buffer, and the optimizer updates all of them in a single pass.
+
+Parameter names: arch="mlp" keeps the names it always had, ``enc1.W, enc1.b, ..., enc_mu.W, ...,
+dec1.W, ..., dec_out.W, dec_log_var.W`` (old checkpoints load, the same seed gives the same numbers);
+other archs use paths, ``encoder.1.W``, ``decoder.0.b``, ``dec_out.0.W``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from . import architectures
 from ._validate import check_choice, check_dtype, check_float, check_int, check_matrix, check_rng
 from .errors import ConfigError
 from .layers import (
@@ -20,11 +29,11 @@ from .layers import (
     activation_forward,
     dense_backward,
     dense_forward,
-    init_bias,
-    init_weights,
 )
+from .nn import Dense, Layer, Sequential, flat_buffers, from_config
 
 LIKELIHOODS = ("bernoulli", "gaussian")
+DEFAULT_HIDDEN = (400,)   # the MLP's default widths; compared by identity to tell "not given" from a choice
 HIDDEN_ACTIVATIONS = tuple(a for a in ACTIVATIONS if a != "linear")
 
 
@@ -41,15 +50,32 @@ def _check_hidden_dims(hidden_dims):
     return tuple(int(h) for h in dims)
 
 
+def _as_layer(name, stack):
+    """A Layer from a Layer, a layer config (dict) or a list of either (a Sequential)."""
+    if isinstance(stack, Layer):
+        return stack
+    if isinstance(stack, dict):
+        return from_config(stack)
+    if isinstance(stack, list | tuple):
+        return Sequential(list(stack))
+    raise ConfigError(f"{name}={stack!r} must be a layer, a list of layers (vae_numpy.nn) or a layer config")
+
+
 class Network:
-    """Parameters, MLP helpers and workspaces for an encoder/decoder pair (see module docstring)."""
+    """Parameters, encoder/decoder stacks and workspaces for an encoder/decoder pair (see module docstring).
+
+    arch : "mlp" (default; hidden_dims), "conv" (channels, dense) or "rnn" (state_size, cell), see
+        vae_numpy/architectures.py; or pass encoder= and decoder= (any layer stacks, arch "custom").
+    encoder : layers x: (N, D) -> g: (N, F); decoder : layers h: (N, Z) -> features;
+    output : layer features -> (N, D) (default Dense(D)); a learned Gaussian variance gets a copy of it.
+    """
 
     kind = "network"
 
-    def __init__(self, input_dim=784, hidden_dims=(400,), latent_dim=20, likelihood="bernoulli",
-                 activation="relu", dtype="float32", seed=0, decoder_sigma=1.0, init="he-xavier"):
+    def __init__(self, input_dim=784, hidden_dims=DEFAULT_HIDDEN, latent_dim=20, likelihood="bernoulli",
+                 activation="relu", dtype="float32", seed=0, decoder_sigma=1.0, init="he-xavier",
+                 arch=None, encoder=None, decoder=None, output=None, arch_options=None, **options):
         self.input_dim = check_int("input_dim", input_dim)
-        self.hidden_dims = _check_hidden_dims(hidden_dims)
         self.latent_dim = check_int("latent_dim", latent_dim)
         self.likelihood = check_choice("likelihood", likelihood, LIKELIHOODS)
         self.activation = check_choice("activation", activation, HIDDEN_ACTIVATIONS)
@@ -67,27 +93,100 @@ class Network:
                               "std, default 1.0) or 'learned' (a per-pixel log-variance head)")
         else:
             self.decoder_sigma = check_float("decoder_sigma", decoder_sigma, minimum=0.0, exclusive=True)
-        self.enc_names = [f"enc{i + 1}" for i in range(len(self.hidden_dims))]
+        if not isinstance(arch_options, dict | None):
+            raise ConfigError(f"arch_options={arch_options!r} must be a dict of the arch's options")
+        self.arch_options = {**(arch_options or {}), **options}
+        self._arch = self._resolve_arch(arch, encoder, decoder, output, hidden_dims)
+        self.hidden_dims = tuple(self.arch_options.get("hidden_dims", ())) if self.arch == "mlp" else ()
+        self.enc_names = [f"enc{i + 1}" for i in range(len(self.hidden_dims))]   # the MLP's layer names
         self.dec_names = [f"dec{i + 1}" for i in range(len(self.hidden_dims))]
         self._ws = {}
         self._cache = None
 
+    def _resolve_arch(self, arch, encoder, decoder, output, hidden_dims):
+        """An architectures.Arch from a name and its options, or from given encoder/decoder stacks."""
+        if arch is not None and not isinstance(arch, str):
+            raise ConfigError(f"arch={arch!r} must be a name: one of {', '.join(architectures.ARCHS)}")
+        if encoder is not None or decoder is not None:
+            if encoder is None or decoder is None:
+                raise ConfigError("give both encoder= and decoder= (layer stacks), or neither (arch= builds them)")
+            if hidden_dims is not DEFAULT_HIDDEN:
+                raise ConfigError("hidden_dims applies to arch='mlp'; with encoder= and decoder= the layers "
+                                  "give the sizes")
+            self.arch = arch or "custom"
+            out = Dense(self.input_dim) if output is None else _as_layer("output", output)
+            return architectures.Arch(_as_layer("encoder", encoder), _as_layer("decoder", decoder), out,
+                                      names="mlp" if self.arch == "mlp" else "path")
+        if output is not None:
+            raise ConfigError("output= goes with encoder= and decoder=; a named arch builds its own output head")
+        self.arch = arch or "mlp"
+        if hidden_dims is not DEFAULT_HIDDEN:
+            if self.arch != "mlp":
+                raise ConfigError(f"hidden_dims applies to arch='mlp', not arch={self.arch!r}; see "
+                                  f"architectures.OPTIONS for {self.arch!r}'s options")
+            self.arch_options["hidden_dims"] = hidden_dims
+        if self.arch == "mlp":
+            self.arch_options["hidden_dims"] = _check_hidden_dims(self.arch_options.get("hidden_dims", (400,)))
+        return architectures.build(self.arch, self.input_dim, self.latent_dim, self.activation,
+                                   self.arch_options)
+
     # -------------------------------------------------------------------------------- parameters
-    def _build(self, layers):
-        """layers: list of (name, in_dim, out_dim, activation after it) -> self.params / self.grads."""
-        sizes = [i * o + o for _, i, o, _ in layers]
-        self._flat_params = np.zeros(sum(sizes), dtype=self.dtype)
-        self._flat_grads = np.zeros_like(self._flat_params)
-        self.params, self.grads = {}, {}
-        offset = 0
-        for name, i, o, act in layers:
-            for key, shape in ((f"{name}.W", (i, o)), (f"{name}.b", (o,))):
-                n = int(np.prod(shape))
-                self.params[key] = self._flat_params[offset:offset + n].reshape(shape)
-                self.grads[key] = self._flat_grads[offset:offset + n].reshape(shape)
-                offset += n
-            self.params[f"{name}.W"][...] = init_weights(i, o, act, self.rng, self.dtype, self.init)
-            self.params[f"{name}.b"][...] = init_bias(i, o, self.rng, self.dtype, self.init)
+    def _build(self, heads):
+        """heads: [(name, Dense)] read from the encoder's features -> self.params / self.grads.
+
+        Builds every part for its input shape, allocates one flat buffer for all parameters, binds each
+        part's views and initialises them in order (encoder, heads, decoder, output) from self.rng.
+        """
+        a, D, Z = self._arch, self.input_dim, self.latent_dim
+        self.encoder, self.decoder, self.output = a.encoder, a.decoder, a.output
+        g_shape = self.encoder.build((D,))
+        if len(g_shape) != 1:
+            raise ConfigError(f"the encoder must end in flat features (N, F), it gives (N, {g_shape}): "
+                              "end it with nn.Flatten()")
+        for _, head in heads:
+            head.build(g_shape)
+        f_shape = self.decoder.build((Z,))
+        if self.output.build(f_shape) != (D,):
+            raise ConfigError(f"the output head turns the decoder's {f_shape} into {self.output.out_shape}; "
+                              f"it must give ({D},): end it with nn.Flatten() or a Dense({D})")
+        self.output_log_var = None
+        if self.decoder_sigma == "learned":
+            self.output_log_var = from_config(self.output.config())
+            self.output_log_var.build(f_shape)
+        mlp = a.names == "mlp"
+        self._parts = [("" if mlp else "encoder", self.encoder), *heads, ("" if mlp else "decoder", self.decoder),
+                       ("dec_out", self.output)]
+        if self.output_log_var is not None:
+            self._parts.append(("dec_log_var", self.output_log_var))
+        shapes = {}
+        for prefix, layer in self._parts:
+            for k, s in layer.param_shapes().items():
+                shapes[f"{prefix}.{k}" if prefix else k] = tuple(int(d) for d in s)
+        if getattr(self, "_plan_only", False):   # plan(): the shapes, nothing allocated
+            self._planned = shapes
+            return
+        self._flat_params, self._flat_grads, self.params, self.grads = flat_buffers(shapes, self.dtype)
+        for prefix, layer in self._parts:
+            keys = {k: f"{prefix}.{k}" if prefix else k for k in layer.param_shapes()}
+            layer.bind({k: self.params[n] for k, n in keys.items()}, {k: self.grads[n] for k, n in keys.items()})
+            layer.init_params(self.rng, self.dtype, self.init)
+
+    @classmethod
+    def plan(cls, **config):
+        """Parameter name -> shape, in order, of the model these constructor arguments describe; nothing is
+        allocated (checkpoints check sizes with it before building). E.g. VAE.plan(arch="conv", latent_dim=2)."""
+        obj = cls.__new__(cls)
+        obj._plan_only = True
+        cls.__init__(obj, **config)
+        return obj._planned
+
+    def describe(self):
+        """A short name of the architecture: "784-400-20" for the MLP, "conv 32,64 784->2", "custom 12->3"."""
+        if self.arch == "mlp" and not self.arch_options.keys() - {"hidden_dims"}:
+            return "-".join(str(d) for d in (self.input_dim, *self.hidden_dims, self.latent_dim))
+        opts = " ".join(",".join(map(str, v)) if isinstance(v, list | tuple) else str(v)
+                        for k, v in self.arch_options.items() if k != "hidden_dims")
+        return f"{self.arch}{' ' + opts if opts else ''} {self.input_dim}->{self.latent_dim}"
 
     @property
     def n_params(self):
@@ -95,10 +194,16 @@ class Network:
         return self._flat_params.size
 
     def config(self):
-        """The constructor's arguments, JSON-serializable (saved in checkpoints)."""
-        return {"kind": self.kind, "input_dim": self.input_dim, "hidden_dims": list(self.hidden_dims),
-                "latent_dim": self.latent_dim, "likelihood": self.likelihood, "activation": self.activation,
-                "dtype": self.dtype.name, "seed": self.seed, "decoder_sigma": self.decoder_sigma, "init": self.init}
+        """The constructor's arguments, JSON-serializable (saved in checkpoints): the layers as data."""
+        cfg = {"kind": self.kind, "arch": self.arch, "input_dim": self.input_dim, "latent_dim": self.latent_dim,
+               "likelihood": self.likelihood, "activation": self.activation, "dtype": self.dtype.name,
+               "seed": self.seed, "decoder_sigma": self.decoder_sigma, "init": self.init}
+        if self.arch == "mlp" and self._arch.names == "mlp":
+            cfg["hidden_dims"] = list(self.hidden_dims)   # the MLP is rebuilt from hidden_dims, as always
+            return cfg
+        options = {k: list(v) if isinstance(v, tuple) else v for k, v in self.arch_options.items()}
+        return {**cfg, "arch_options": options, "encoder": self.encoder.config(),
+                "decoder": self.decoder.config(), "output": self.output.config()}
 
     # -------------------------------------------------------------------------------- workspaces
     def _buf(self, key, shape):
@@ -108,7 +213,7 @@ class Network:
             arr = self._ws[key] = np.empty(shape, dtype=self.dtype)
         return arr
 
-    # ------------------------------------------------------------------------------------- MLPs
+    # ----------------------------------------------------------------------------------- heads
     def _dense(self, name, x, act="linear", ws=False):
         """y = act(x @ W + b) for the layer `name`; x: (N, I) -> (y (N, O), cache).
 
@@ -132,45 +237,38 @@ class Network:
                                   need_dx=need_dx, dx=dx_buf)
         return dx
 
-    def _mlp(self, names, x, ws=False):
-        """The hidden stack: x: (N, I) -> (h (N, H_last), caches)."""
-        caches = []
-        for name in names:
-            x, cache = self._dense(name, x, self.activation, ws)
-            caches.append(cache)
-        return x, caches
-
-    def _mlp_backward(self, dh, caches, need_dx=True):
-        for k in range(len(caches) - 1, -1, -1):
-            dh = self._dense_backward(dh, caches[k], need_dx=need_dx or k > 0)
-        return dh
-
     # ---------------------------------------------------------------------------------- encoder
     def _encoder_forward(self, x, ws=False):
-        """x: (N, D) -> (g (N, H_last): the encoder's features that the heads read, caches)."""
-        return self._mlp(self.enc_names, x, ws)
+        """x: (N, D) -> (g (N, F): the encoder's features that the heads read, caches)."""
+        g = self.encoder.forward(x, ws)
+        return g, self.encoder.cache
 
     def _encoder_backward(self, dg, caches):
-        """dg: (N, H_last) -> None; fills the encoder's gradients (x needs none)."""
-        self._mlp_backward(dg, caches, need_dx=False)
+        """dg: (N, F) -> None; fills the encoder's gradients (x needs none)."""
+        self.encoder.cache = caches
+        self.encoder.backward(dg, need_dx=False)
 
     # ---------------------------------------------------------------------------------- decoder
     def _decoder_forward(self, z, ws=False):
         """z: (N, Z) -> (out (N, D): logits or Gaussian mean, log_var_x (N, D) or None, caches)."""
-        g, caches = self._mlp(self.dec_names, z, ws)
-        out, out_cache = self._dense("dec_out", g, ws=ws)
+        g = self.decoder.forward(z, ws)
+        out = self.output.forward(g, ws)
         log_var_x, lv_cache = None, None
-        if self.decoder_sigma == "learned":
-            log_var_x, lv_cache = self._dense("dec_log_var", g, ws=ws)
-        return out, log_var_x, (caches, out_cache, lv_cache)
+        if self.output_log_var is not None:
+            log_var_x = self.output_log_var.forward(g, ws)
+            lv_cache = self.output_log_var.cache
+        return out, log_var_x, (self.decoder.cache, self.output.cache, lv_cache)
 
     def _decoder_backward(self, dout, dlog_var_x, caches):
         """dout, dlog_var_x: (N, D) -> dz: (N, Z)."""
-        mlp_caches, out_cache, lv_cache = caches
-        dg = self._dense_backward(dout, out_cache)
+        dec_cache, out_cache, lv_cache = caches
+        self.output.cache = out_cache
+        dg = self.output.backward(dout)
         if lv_cache is not None:  # g feeds the mean and the log-variance heads: the gradients add
-            dg = dg + self._dense_backward(dlog_var_x, lv_cache)
-        return self._mlp_backward(dg, mlp_caches)
+            self.output_log_var.cache = lv_cache
+            dg = dg + self.output_log_var.backward(dlog_var_x)
+        self.decoder.cache = dec_cache
+        return self.decoder.backward(dg)
 
     def decode(self, h):
         """h: (N, Z) codes -> (N, D): Bernoulli probabilities, or Gaussian means."""

@@ -41,6 +41,10 @@ _CONFIG_KEYS = {
     "ae": {"input_dim", "hidden_dims", "latent_dim", "likelihood", "activation", "dtype", "seed",
            "decoder_sigma", "init"},
 }
+# the architecture as data (arch != "mlp"): its name, options and layer lists (JSON layer configs, nn.from_config)
+_ARCH_KEYS = {"arch", "arch_options", "encoder", "decoder", "output"}
+for _keys in _CONFIG_KEYS.values():
+    _keys |= _ARCH_KEYS
 _READ_ERRORS = (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, KeyError, TypeError,
                 UnicodeDecodeError)
 

@@ -20,18 +20,20 @@ from __future__ import annotations
 import numpy as np
 
 from . import _kernels, iwae, losses
-from ._network import Network
+from ._network import DEFAULT_HIDDEN, Network
 from ._validate import check_choice, check_float, check_int, check_matrix, check_rng
 from .errors import ConfigError
+from .nn import Dense
 
 
 class VAE(Network):
-    """A variational autoencoder with MLP encoder and decoder (see the module docstring).
+    """A variational autoencoder: any encoder and decoder, with the heads, sampling, KL, likelihood and beta.
 
     Parameters
     ----------
     input_dim : D, pixels per example (784 for MNIST).
-    hidden_dims : hidden widths of the encoder; the decoder mirrors them, e.g. (400,) or (512, 256).
+    hidden_dims : for arch="mlp" (the default), the hidden widths of the encoder (default (400,)); the decoder
+        mirrors them, e.g. (400,) or (512, 256).
     latent_dim : Z, the size of the code h.
     likelihood : "bernoulli" (x in [0, 1], decoder emits logits) or "gaussian".
     beta : weight of the KL term (beta-VAE; 1 is the ELBO, 0 drops the KL).
@@ -46,29 +48,23 @@ class VAE(Network):
         "iwae" is the importance-weighted bound L_k = -log (1/k) sum_j w_j (k = 1: the ELBO with the KL estimated
         from the sample); "elbo" with k > 1 averages the reconstruction over k draws and keeps the closed-form KL.
     k : samples per example, an integer >= 1 (default 1). With objective "iwae" or k > 1, eps is (N, k, Z).
+    arch : "mlp", "conv" or "rnn" (vae_numpy/architectures.py), with their options as keywords (channels=
+        for conv; state_size=, cell= for rnn); or encoder= and decoder= layer stacks (vae_numpy.nn) and an
+        optional output= head (default Dense(D)). See vae_numpy/_network.py.
     """
 
     kind = "vae"
 
-    def __init__(self, input_dim=784, hidden_dims=(400,), latent_dim=20, likelihood="bernoulli", beta=1.0,
+    def __init__(self, input_dim=784, hidden_dims=DEFAULT_HIDDEN, latent_dim=20, likelihood="bernoulli", beta=1.0,
                  activation="relu", dtype="float32", seed=0, decoder_sigma=1.0, init="he-xavier", objective="elbo",
-                 k=1):
+                 k=1, arch=None, encoder=None, decoder=None, output=None, arch_options=None, **options):
         super().__init__(input_dim, hidden_dims, latent_dim, likelihood, activation, dtype, seed, decoder_sigma,
-                         init)
+                         init, arch, encoder, decoder, output, arch_options, **options)
         self.beta = beta
         self.objective, self.k = objective, k
         self.kl_weight = 1.0   # a multiplier on beta that training anneals (KL warm-up); 1 otherwise
-        dims = [self.input_dim, *self.hidden_dims]
-        act = self.activation
-        layers = [(n, i, o, act) for n, i, o in zip(self.enc_names, dims[:-1], dims[1:], strict=True)]
-        layers += [("enc_mu", dims[-1], self.latent_dim, "linear"),
-                   ("enc_log_var", dims[-1], self.latent_dim, "linear")]
-        ddims = [self.latent_dim, *self.hidden_dims[::-1]]
-        layers += [(n, i, o, act) for n, i, o in zip(self.dec_names, ddims[:-1], ddims[1:], strict=True)]
-        layers += [("dec_out", ddims[-1], self.input_dim, "linear")]
-        if self.decoder_sigma == "learned":
-            layers += [("dec_log_var", ddims[-1], self.input_dim, "linear")]
-        self._build(layers)
+        # the VAE owns its heads: q(h | x) = N(mu, diag exp(log_var)) read from the encoder's features
+        self._build([("enc_mu", Dense(self.latent_dim)), ("enc_log_var", Dense(self.latent_dim))])
         self.last = {}
 
     @property
@@ -326,20 +322,12 @@ class Autoencoder(Network):
 
     kind = "ae"
 
-    def __init__(self, input_dim=784, hidden_dims=(400,), latent_dim=20, likelihood="bernoulli",
-                 activation="relu", dtype="float32", seed=0, decoder_sigma=1.0, init="he-xavier"):
+    def __init__(self, input_dim=784, hidden_dims=DEFAULT_HIDDEN, latent_dim=20, likelihood="bernoulli",
+                 activation="relu", dtype="float32", seed=0, decoder_sigma=1.0, init="he-xavier", arch=None,
+                 encoder=None, decoder=None, output=None, arch_options=None, **options):
         super().__init__(input_dim, hidden_dims, latent_dim, likelihood, activation, dtype, seed, decoder_sigma,
-                         init)
-        dims = [self.input_dim, *self.hidden_dims]
-        act = self.activation
-        layers = [(n, i, o, act) for n, i, o in zip(self.enc_names, dims[:-1], dims[1:], strict=True)]
-        layers += [("enc_z", dims[-1], self.latent_dim, "linear")]
-        ddims = [self.latent_dim, *self.hidden_dims[::-1]]
-        layers += [(n, i, o, act) for n, i, o in zip(self.dec_names, ddims[:-1], ddims[1:], strict=True)]
-        layers += [("dec_out", ddims[-1], self.input_dim, "linear")]
-        if self.decoder_sigma == "learned":
-            layers += [("dec_log_var", ddims[-1], self.input_dim, "linear")]
-        self._build(layers)
+                         init, arch, encoder, decoder, output, arch_options, **options)
+        self._build([("enc_z", Dense(self.latent_dim))])
         self.beta = 0.0
         self.kl_weight = 1.0
         self.last = {}

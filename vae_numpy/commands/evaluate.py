@@ -44,7 +44,7 @@ def run(args):
     if args.json:
         print(json.dumps(result))
         return 0
-    dims = "-".join(str(d) for d in (model.input_dim, *model.hidden_dims, model.latent_dim))
+    dims = model.describe()
     kind = "VAE" if model.kind == "vae" else "autoencoder"
     trained = f", {state['epoch']} epochs on {state.get('dataset')}" if state.get("epoch") else ""
     print(f"model          {args.checkpoint}: {kind} {dims}, {model.likelihood}{trained}")

@@ -15,12 +15,16 @@ from pathlib import Path
 
 from . import DATASETS, add_data_arguments, choose_dataset, hidden_dims, nonnegative_float, positive_float, positive_int
 
+ARCHS = ("mlp", "conv", "rnn")   # architectures.ARCHS (not imported here: --help stays fast)
+
 DEFAULT_EPOCHS = {"mnist-5k": 30}   # 8 s on 2 cores (19 s for the 60,000-image sets with FULL_EPOCHS)
 FULL_EPOCHS = 5   # as benchmarks/bench_recipe.py, where vae-numpy and PyTorch are compared
 # flags that describe the model or the loop: fixed by the checkpoint when resuming (None = not given)
 MODEL_FLAGS = {"hidden": (400,), "latent_dim": 20, "beta": 1.0, "likelihood": "bernoulli", "model": "vae",
                "lr": 1e-3, "batch_size": 128, "binarize": "none", "seed": 0, "beta_warmup": 0.0,
-               "clip_grad": None, "init": "he-xavier", "objective": "elbo", "k": 1}
+               "clip_grad": None, "init": "he-xavier", "objective": "elbo", "k": 1, "arch": "mlp", "channels": None}
+# the flags that apply to one architecture only
+ARCH_FLAGS = {"hidden": "mlp", "channels": "conv"}
 
 
 def add_arguments(p):
@@ -32,8 +36,14 @@ def add_arguments(p):
                         "60,000-image sets (under a minute on 2 cores); with --resume, default: the run's own")
     p.add_argument("--batch-size", type=positive_int, default=None, metavar="B", help="default 128")
     p.add_argument("--lr", type=positive_float, default=None, help="Adam's learning rate, default 1e-3")
+    p.add_argument("--arch", choices=ARCHS, default=None,
+                   help="encoder and decoder: mlp (default; dense layers, --hidden), conv (the Keras example's "
+                        "convolutional VAE, --channels) or rnn (an image as 28 rows, recurrent; --state-size, "
+                        "--cell)")
     p.add_argument("--hidden", type=hidden_dims, default=None, metavar="400[,200...]",
-                   help="hidden widths of the encoder (the decoder mirrors them), default 400")
+                   help="[--arch mlp] hidden widths of the encoder (the decoder mirrors them), default 400")
+    p.add_argument("--channels", type=hidden_dims, default=None, metavar="32,64",
+                   help="[--arch conv] channels of the two convolutions, default 32,64")
     p.add_argument("--latent-dim", type=positive_int, default=None, metavar="Z", help="default 20")
     p.add_argument("--beta", type=nonnegative_float, default=None, help="weight of the KL term, default 1")
     p.add_argument("--likelihood", choices=("bernoulli", "gaussian"), default=None, help="default bernoulli")
@@ -85,15 +95,22 @@ def _new_model(args):
     if s["model"] == "ae" and (args.objective is not None or args.k is not None):
         raise _usage("--objective and --k apply to a VAE; an autoencoder (--model ae) has no posterior to sample "
                      "from (drop --model ae, or the two flags)")
-    kwargs = {"hidden_dims": s["hidden"], "latent_dim": s["latent_dim"], "likelihood": s["likelihood"],
-              "seed": s["seed"], "init": s["init"]}
+    for flag, arch in ARCH_FLAGS.items():
+        if getattr(args, flag, None) is not None and s["arch"] != arch:
+            raise _usage(f"--{flag.replace('_', '-')} applies to --arch {arch}, not --arch {s['arch']}")
+    kwargs = {"latent_dim": s["latent_dim"], "likelihood": s["likelihood"], "seed": s["seed"], "init": s["init"],
+              "arch": s["arch"]}
+    if s["arch"] == "mlp":
+        kwargs["hidden_dims"] = s["hidden"]
+    kwargs.update({flag: s[flag] for flag, arch in ARCH_FLAGS.items()
+                   if arch == s["arch"] and flag != "hidden" and s.get(flag) is not None})
     model = Autoencoder(**kwargs) if s["model"] == "ae" else VAE(beta=s["beta"], objective=s["objective"],
                                                                  k=s["k"], **kwargs)
     return model, Adam(model.params, lr=s["lr"]), s
 
 
 def _describe(model, opt, settings, epochs):
-    dims = "-".join(str(d) for d in (model.input_dim, *model.hidden_dims, model.latent_dim))
+    dims = model.describe()
     kind = "VAE" if model.kind == "vae" else "autoencoder"
     beta = f", beta {model.beta:g}" if model.kind == "vae" and model.beta != 1 else ""
     init = f", init {model.init}" if model.init != "he-xavier" else ""

@@ -170,6 +170,8 @@ class Sequential(Layer):
     def _out_shape(self, in_shape):
         for layer in self.layers:
             in_shape = layer.build(in_shape)
+        # backward stops below the first layer with parameters when dx is not needed
+        self._first = next((k for k, layer in enumerate(self.layers) if layer.param_shapes()), len(self.layers))
         return in_shape
 
     def param_shapes(self):
@@ -202,8 +204,11 @@ class Sequential(Layer):
         return x
 
     def backward(self, dy, need_dx=True):
+        first = self._first   # below it only dx is left to compute: skipped unless asked for
         for k in range(len(self.layers) - 1, -1, -1):
-            dy = self.layers[k].backward(dy, need_dx=need_dx or k > 0)
+            if k < first and not need_dx:
+                return None
+            dy = self.layers[k].backward(dy, need_dx=need_dx or k > first)
         return dy
 
     def config(self):
