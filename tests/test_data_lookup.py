@@ -94,6 +94,11 @@ def test_a_folder_is_identified_by_content_not_names(world, tmp_path, gz):
     parent = tmp_path / "parent"
     world["fashion-mnist"].put(parent / "fashion-mnist")   # or in a subfolder named after the dataset
     assert find_dataset(parent) == "fashion-mnist"
+    t10k = world["mnist"].put(tmp_path / "t10k", gz, splits=("test",))
+    assert find_dataset(t10k, splits=("test",)) == "mnist"
+    with pytest.raises(DataError, match=r"holds only mnist test, and the train and test split\(s\) are needed: "
+                                        rf"{t10k} \(missing train-images-idx3-ubyte\[\.gz\], train-labels"):
+        find_dataset(t10k)
 
 
 def test_mnist_does_not_shadow_fashion_mnist_the_search_goes_on(world, tmp_path, monkeypatch):

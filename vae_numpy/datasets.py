@@ -237,18 +237,28 @@ def find_dataset(data_dir, splits=SPLITS) -> str:
         or lacks (missing files, damaged files).
     """
     d = given_dir(data_dir)
-    reasons = {}
+    have, parts = [], {}   # parts: folder -> {why: None}, and the missing files' names gathered
     for name in _REGISTRY:
-        locs = [locate(name, split, d) for split in splits]
-        if all(loc.found for loc in locs):
+        locs = {split: locate(name, split, d) for split in splits}
+        if all(loc.found for loc in locs.values()):
             return name
-        for loc in locs:
-            for folder, why in loc.tried:
+        locs.update({split: locate(name, split, d) for split in SPLITS if split not in locs})
+        have += [f"{name} {split}" for split, loc in locs.items() if loc.found]
+        for split in splits:
+            for folder, why in locs[split].tried:
                 if folder == d or why != "no such folder":
-                    reasons.setdefault(f"{folder} ({why})")
-    names = " or ".join(_REGISTRY)
-    raise DataError(f"data_dir {str(d)!r} holds no {names} {' and '.join(splits)} files: {'; '.join(reasons)}; "
-                    "put the IDX files there (gzipped or not, under their official names), or name the dataset")
+                    for part in why.split("; "):
+                        parts.setdefault(folder, {}).setdefault(part)
+    reasons = []
+    for folder, whys in parts.items():
+        missing = [n for w in whys if w.startswith("missing ") for n in w[8:].split(", ")]
+        other = [w for w in whys if not w.startswith("missing ") and not (have and w.startswith("holds "))]
+        why = other + (["missing " + ", ".join(dict.fromkeys(missing))] if missing else [])
+        reasons.append(f"{folder} ({'; '.join(why)})")
+    held = f"holds only {', '.join(have)}" if have else f"holds no {' or '.join(_REGISTRY)}"
+    raise DataError(f"data_dir {str(d)!r} {held}, and the {' and '.join(splits)} split(s) are needed: "
+                    f"{'; '.join(reasons)}; put the IDX files there (gzipped or not, under their official names), "
+                    "or name the dataset")
 
 
 def fetch(urls, dest, size=None, sha256=None, progress=True, timeout=5.0):

@@ -66,7 +66,8 @@ def add_arguments(p):
     p.add_argument("--out", default=None, metavar="DIR", help="the run folder, default runs/<timestamp>")
     p.add_argument("--resume", default=None, metavar="CKPT",
                    help="continue the run saved in CKPT (its model.npz) up to --epochs in total")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (nor, where the output is not a terminal, a progress line every 10 s)")
     p.add_argument("--no-figures", action="store_true", help="skip the PNG figures (loss, reconstructions, samples)")
 
 
