@@ -1,15 +1,17 @@
 """The tutorial notebooks: each runs top to bottom in fast mode, and the committed files are what
 tools/make_notebooks.py writes (outputs stripped).
 
-Each notebook runs in its own Jupyter kernel (nbclient, as nbmake does) with VAE_NUMPY_FAST=1 and
-MPLBACKEND=Agg. The BLAS libraries get one thread unless the environment says otherwise: the fast-mode
+Each notebook runs in its own Jupyter kernel (nbclient, as nbmake does) with VAE_NUMPY_FAST=1 and MPLBACKEND=Agg,
+and every cell that draws a figure (``vn.plots.*_figure``, ``vn.plots.subplots``) must show it as an image/png
+output: with Agg no inline backend helps, so only the figures' own ``_repr_png_`` can (and no output may read
+``<Figure size ...>``). The BLAS libraries get one thread unless the environment says otherwise: the fast-mode
 matrices are small, and on a shared machine an oversubscribed OpenBLAS thread pool runs a (100, 784) x (784, 256)
 product 50 times slower than one thread. A failing cell fails the test with the cell's source and traceback.
-``VAE_NUMPY_FAST=1 pytest --nbmake tutorials`` runs the same notebooks through nbmake (tutorials/README.md).
-"""
+``VAE_NUMPY_FAST=1 pytest --nbmake tutorials`` runs the same notebooks through nbmake (tutorials/README.md)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -28,6 +30,7 @@ TUTORIALS = ROOT / "tutorials"
 NOTEBOOKS = sorted(TUTORIALS.glob("[0-9][0-9]_*.ipynb"))
 CELL_TIMEOUT = 300        # seconds; a fast-mode notebook takes well under 20 s in all
 THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+FIGURE_CALL = re.compile(r"\bvn\.plots\.(\w+_figure|subplots|figure)\(")   # a cell that draws a figure
 
 
 def test_the_six_notebooks_are_there():
@@ -57,12 +60,16 @@ def test_notebook_is_stripped_and_complete(path):
     assert not any(re.search(r"^\s*(def|class) ", c.source, re.M) for c in code
                    if "nbgrader" not in c.metadata), "helpers belong in the package (vae_numpy/tutorial.py)"
     assert nb.metadata.kernelspec.name == "python3"
+    assert not any(re.search(r"\bplt\.|matplotlib\.pyplot", c.source) for c in code), \
+        "draw with vn.plots (figures that show in any kernel), not pyplot"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs_in_fast_mode(path, monkeypatch):
     monkeypatch.setenv("VAE_NUMPY_FAST", "1")
     monkeypatch.setenv("MPLBACKEND", "Agg")
+    # the kernel imports this checkout's vae_numpy, whatever copy is installed
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH")))))
     for var in THREAD_VARS:
         if var not in os.environ:
             monkeypatch.setenv(var, "1")
@@ -73,8 +80,18 @@ def test_notebook_runs_in_fast_mode(path, monkeypatch):
     client.execute()              # raises CellExecutionError (with the cell and its traceback) on an error
     seconds = time.perf_counter() - start
     print(f"{path.name}: {seconds:.1f} s in fast mode")
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    errors = [o for c in code for o in c.outputs if o.output_type == "error"]
     assert not errors
+    # every figure reaches the student as an image, with MPLBACKEND=Agg (no inline backend to help)
+    figure_cells = [c for c in code if FIGURE_CALL.search(c.source)]
+    assert figure_cells, "each notebook shows at least one figure"
+    for cell in figure_cells:
+        images = [o for o in cell.outputs if "image/png" in o.get("data", {})]
+        assert len(images) == 1, f"this cell shows {len(images)} images, not one:\n{cell.source}"
+    for cell in code:
+        text = json.dumps(cell.outputs)
+        assert "<Figure size" not in text, f"a figure shown as text, not as an image:\n{cell.source}"
 
 
 # ------------------------------------------------------------------ what the notebooks import

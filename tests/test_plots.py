@@ -141,3 +141,30 @@ def test_compare_command(models, tmp_path, capsys):
     capsys.readouterr()
     assert main(["compare", str(vae), str(ae), "--out", str(out)]) == 2
     assert "AE_CKPT VAE_CKPT" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------- shown in a notebook
+def test_figures_display_as_png_without_pyplot(models, data):
+    """IPython's display machinery (what a Jupyter kernel runs on a cell's last value) gives every figure an
+    image/png, in a process where no pyplot figure exists; a bare Figure would give only '<Figure size ...>'."""
+    formatters = pytest.importorskip("IPython.core.formatters")
+    display = formatters.DisplayFormatter()
+    bare, _ = display.format(Figure())
+    assert "image/png" not in bare and "<Figure size" in bare["text/plain"]      # the bug this guards against
+    fig, (ax1, ax2) = plots.subplots(1, 2, figsize=(4, 2))
+    ax1.plot([0, 1], [1, 0])
+    ax1.set_title("a line")
+    shown = {"subplots": fig, "figure": plots.figure(figsize=(2, 2)),
+             "loss": __import__("vae_numpy.plots_train", fromlist=["x"]).loss_figure(
+                 [{"epoch": 1, "train_loss": 2.0}, {"epoch": 2, "train_loss": 1.0}]),
+             **{name: make() for name, make in _figures(models, data).items()}}
+    for name, fig in shown.items():
+        assert isinstance(fig, plots.ShownFigure), name
+        out, _ = display.format(fig)
+        assert out["image/png"].startswith(b"\x89PNG\r\n\x1a\n"), name
+        assert "<Figure size" not in out["text/plain"] and "vae_numpy figure" in out["text/plain"], name
+    assert "'a line'" in repr(shown["subplots"]) and "2 axes" in repr(shown["subplots"])
+    code = ("import sys, vae_numpy.plots as p; p.subplots()[0]._repr_png_(); "
+            "sys.exit('matplotlib.pyplot' in sys.modules)")
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
+    assert subprocess.run([sys.executable, "-c", code], env=env).returncode == 0   # renders, pyplot untouched

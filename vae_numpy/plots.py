@@ -4,13 +4,17 @@ Shapes: images (N, D) or (R, C, D) flat, D = 28 * 28 for MNIST; a grid is drawn 
 (R * 28, C * 28), with a single ``imshow`` (not a subplot per image). Dark digits on white (``gray_r``),
 grey levels clipped to [0, 1].
 
-Every ``*_figure`` function returns a :class:`matplotlib.figure.Figure` built without pyplot: no backend is
-chosen at import, nothing is left open in a global figure list, it renders headless (Agg) and a notebook
-shows it when it is the last expression of a cell. :func:`save_figure` writes a PNG atomically.
+Every ``*_figure`` function returns a :class:`ShownFigure`, a :class:`matplotlib.figure.Figure` built without
+pyplot: no backend is chosen at import, nothing is left open in a global figure list, and it renders headless
+(Agg). It carries its own ``_repr_png_``, so a Jupyter kernel shows it as an image when it is the last expression
+of a cell whatever the backend (a bare Figure shows only the text ``<Figure size ... with N Axes>`` when no pyplot
+figure was made first). :func:`subplots` makes one for a figure of your own, as ``plt.subplots`` does.
+:func:`save_figure` writes a PNG atomically.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 import tempfile
@@ -25,6 +29,43 @@ from .errors import ConfigError
 
 CMAP = "gray_r"
 TILE_INCHES = 0.42   # the size of one 28 x 28 image on the figure
+
+
+# ------------------------------------------------------------------------------------ figures that show
+class ShownFigure(Figure):
+    """A :class:`matplotlib.figure.Figure` that IPython and Jupyter display as a PNG image.
+
+    ``_repr_png_`` renders the figure with the Agg canvas (headless, no pyplot, nothing registered with a
+    backend), so the image appears in any kernel: with the inline backend, with ``MPLBACKEND=Agg``, or before
+    pyplot was ever imported. Everything else is a plain Figure (``savefig``, ``add_subplot``, ...).
+    """
+
+    def _repr_png_(self):
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", dpi=self.dpi)
+        return buffer.getvalue()
+
+    def __repr__(self):
+        w, h = self.get_size_inches() * self.dpi
+        title = self._suptitle.get_text() if self._suptitle is not None else ""
+        titles = [t for t in (title, *(ax.get_title() for ax in self.axes)) if t]
+        about = f": {titles[0].splitlines()[0]!r}" if titles else ""
+        return f"<vae_numpy figure, {w:.0f} x {h:.0f} px, {len(self.axes)} axes{about}>"
+
+
+def figure(figsize=(6.0, 4.0), layout="constrained", **kwargs):
+    """A new empty :class:`ShownFigure` (figsize in inches); add axes with ``fig.add_subplot()``."""
+    return ShownFigure(figsize=figsize, layout=layout, **kwargs)
+
+
+def subplots(nrows=1, ncols=1, figsize=(6.0, 4.0), layout="constrained", **kwargs):
+    """``(fig, axes)`` as ``plt.subplots`` gives them, in a :class:`ShownFigure` made without pyplot.
+
+    kwargs go to :meth:`matplotlib.figure.Figure.subplots` (sharex, squeeze, ...). End a notebook cell with
+    ``fig`` to show it.
+    """
+    fig = figure(figsize=figsize, layout=layout)
+    return fig, fig.subplots(nrows, ncols, **kwargs)
 
 
 # ------------------------------------------------------------------------------------------ grids
@@ -86,7 +127,7 @@ def _draw_grid(ax, images, n_cols=None, row_labels=None, col_labels=None, title=
 
 def _figure(n_rows, n_cols, extra_w=0.0, extra_h=0.45):
     """A constrained-layout Figure sized so that each image tile is about TILE_INCHES wide."""
-    return Figure(figsize=(n_cols * TILE_INCHES + extra_w, n_rows * TILE_INCHES + extra_h), layout="constrained")
+    return ShownFigure(figsize=(n_cols * TILE_INCHES + extra_w, n_rows * TILE_INCHES + extra_h), layout="constrained")
 
 
 # --------------------------------------------------------------------------------------- figures
@@ -149,7 +190,7 @@ def interpolation_figure(interps, title="Interpolation between two images"):
 
 def latent_map_figure(lmap, title=None, class_names=None):
     """lmap: :class:`~vae_numpy.explore.LatentMap` -> Figure: the codes in 2-D, coloured by label."""
-    fig = Figure(figsize=(5.6, 4.6), layout="constrained")
+    fig = ShownFigure(figsize=(5.6, 4.6), layout="constrained")
     ax = fig.add_subplot()
     xy = lmap.coords
     if lmap.labels is None:
@@ -177,7 +218,7 @@ def manifold_figure(mf, title="Decoded manifold over the prior's quantiles"):
     """mf: :class:`~vae_numpy.explore.Manifold` (n, n, D) -> Figure: h0 grows to the right, h1 upwards."""
     n = len(mf.values)
     step = max(1, n // 8)
-    fig = Figure(figsize=(n * 0.34 + 0.7, n * 0.34 + 0.8), layout="constrained")
+    fig = ShownFigure(figsize=(n * 0.34 + 0.7, n * 0.34 + 0.8), layout="constrained")
     ax = fig.add_subplot()
     h, w = _image_shape(mf.images.shape[-1])
     _draw_grid(ax, mf.images, title=title)
@@ -202,7 +243,7 @@ def _kl_bars(ax, kl, title=None):
 def kl_figure(kl, title=None):
     """kl: (Z,) from :func:`~vae_numpy.explore.kl_per_dim` -> Figure: a bar per dimension, largest first."""
     kl = np.asarray(kl, dtype=np.float64)
-    fig = Figure(figsize=(max(4.0, 0.22 * len(kl) + 1.5), 3.0), layout="constrained")
+    fig = ShownFigure(figsize=(max(4.0, 0.22 * len(kl) + 1.5), 3.0), layout="constrained")
     _kl_bars(fig.add_subplot(), kl, title)
     return fig
 
@@ -214,7 +255,7 @@ def ae_vs_vae_figure(samples, n_cols=8, title=None):
     n = len(samples["vae_prior"])
     C = min(n_cols, n)
     R = -(-n // C)
-    fig = Figure(figsize=(3 * (C * TILE_INCHES + 0.2), R * TILE_INCHES + 1.0), layout="constrained")
+    fig = ShownFigure(figsize=(3 * (C * TILE_INCHES + 0.2), R * TILE_INCHES + 1.0), layout="constrained")
     axes = fig.subplots(1, 3)
     for ax, (key, name) in zip(axes, panels, strict=True):
         _draw_grid(ax, samples[key], n_cols=C, title=name)
@@ -231,7 +272,7 @@ def beta_sweep_figure(betas, traversals, title="beta-VAE: traversals and KL per 
     if len(betas) != len(traversals) or not betas:
         raise ConfigError(f"give one traversal per beta; got {len(betas)} betas and {len(traversals)} traversals")
     K, S = traversals[0].images.shape[:2]
-    fig = Figure(figsize=(len(betas) * (S * TILE_INCHES + 1.0), K * TILE_INCHES + 3.2), layout="constrained")
+    fig = ShownFigure(figsize=(len(betas) * (S * TILE_INCHES + 1.0), K * TILE_INCHES + 3.2), layout="constrained")
     axes = fig.subplots(2, len(betas), squeeze=False, height_ratios=[K * TILE_INCHES, 2.0])
     top = max(float(np.max(tr.scores)) for tr in traversals) * 1.05
     for j, (beta, tr) in enumerate(zip(betas, traversals, strict=True)):

@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from . import explore, plots
@@ -25,7 +24,7 @@ def loss_figure(history, title="Loss = reconstruction + beta * KL (nats per imag
     epoch's end). Right: the test loss's two parts, reconstruction -log p(x | h) and KL(q(h | x) || p(h)).
     """
     epochs = [r["epoch"] for r in history]
-    fig = Figure(figsize=(9.0, 3.4), layout="constrained")
+    fig = plots.ShownFigure(figsize=(9.0, 3.4), layout="constrained")
     ax_loss, ax_parts = fig.subplots(1, 2)
     ax_loss.plot(epochs, [r["train_loss"] for r in history], "o-", ms=3, label="train")
     has_val = history and history[0].get("val_loss") is not None

@@ -43,7 +43,7 @@ CELLS = [
 
     The model lives in `vae_numpy.tutorial.LinearGaussian`; this notebook only calls it.
     '''),
-    imports(),
+    imports(pyplot=False),
     md(r'''
     ## The model
 
@@ -154,20 +154,24 @@ CELLS = [
         print(f"gap after {steps} steps:", np.round(gaps[-1], 4))
     '''),
     code('''
-        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.5))
+        fig, (ax1, ax2) = vn.plots.subplots(1, 2, figsize=(10, 3.5))
         ax1.plot(elbos[:, 0], label="ELBO(q)")
         ax1.axhline(log_px[0], color="k", ls="--", label="log p(x), exact")
         ax1.set(xlabel="gradient step", ylabel="nats", title="The ELBO rises towards log p(x) (example 1)")
         ax1.legend()
         ax2.semilogy(gaps)
         ax2.set(xlabel="gradient step", ylabel="KL(q || p(h | x))", title="The gap, for each example")
-        fig.tight_layout()
+        fig
     '''),
     md(r'''
     The gap stops at a floor above zero. The posterior covariance printed above has off-diagonal entries: given
     $x$, $h_1$ and $h_2$ are correlated, and no diagonal $q$ can represent that. This is the *approximation
-    gap* of a factorized (mean-field) family; a VAE's encoder has it too. The contours show it: the posterior
-    is a tilted ellipse, the best diagonal $q$ an axis-aligned one, narrower than the posterior along the axes.
+    gap* of a factorized (mean-field) family; a VAE's encoder has it too. The contours show it, each density at
+    the same two levels relative to its own peak (the ellipses that hold 39% and 86% of its mass): the posterior
+    is a tilted ellipse, the best diagonal $q$ an axis-aligned one. $q$'s ellipse passes through the points where
+    the posterior's crosses the two axis lines through the centre ($\sigma_j^2 = 1/P_{jj}$, the posterior's
+    *conditional* variance), so it is narrower than the posterior's extent along each axis (whose variance is
+    the *marginal* $(P^{-1})_{jj}$). The cell checks it with the numbers.
     '''),
     code('''
         c = m[0]                                            # the posterior mean of the first example
@@ -175,10 +179,16 @@ CELLS = [
         grid = np.stack([g1.ravel(), g2.ravel()], axis=1)[None]          # (1, K, 2): K points of the plane
         post = np.exp(model.log_posterior(x[:1], grid)).reshape(g1.shape)
         q = np.exp(tutorial.log_q(grid, mu_best[:1], lv_best[:1])).reshape(g1.shape)
-        fig, ax = plt.subplots(figsize=(4.5, 4.5))
-        ax.contour(g1, g2, post, levels=4, colors="k")
-        ax.contour(g1, g2, q, levels=4, colors="tab:red", linestyles="--")
-        ax.set(xlabel="$h_1$", ylabel="$h_2$", aspect="equal", title="p(h | x) (black), best diagonal q (red)");
+        fractions = np.exp(-0.5 * np.array([2.0, 1.0]) ** 2)      # the 2-sigma and 1-sigma ellipses of each
+        fig, ax = vn.plots.subplots(figsize=(4.5, 4.5))
+        ax.contour(g1, g2, post, levels=post.max() * fractions, colors="k")
+        ax.contour(g1, g2, q, levels=q.max() * fractions, colors="tab:red", linestyles="--")
+        ax.set(xlabel="$h_1$", ylabel="$h_2$", aspect="equal", title="p(h | x) (black), best diagonal q (red)")
+        sd_q, sd_post = np.exp(0.5 * lv_best[0]), np.sqrt(np.diag(post_cov))
+        print("standard deviations along h_1, h_2: q", np.round(sd_q, 3), " posterior", np.round(sd_post, 3))
+        assert np.all(sd_q < sd_post), "the best diagonal q is narrower than the posterior along each axis"
+        assert np.allclose(sd_q, 1 / np.sqrt(np.diag(model.precision)), rtol=1e-3)
+        fig
     '''),
     md(r'''
     When $W$ has orthogonal columns, $W^\top W$ and hence the posterior covariance are diagonal, and the same

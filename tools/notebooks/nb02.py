@@ -35,7 +35,7 @@ CELLS = [
     both are graded by finite differences. Then the package's `vn.Autoencoder` is checked the same way and
     trained on MNIST.
     '''),
-    imports(),
+    imports(pyplot=False),
     md(r'''
     ## The dense layer
 
@@ -117,7 +117,7 @@ CELLS = [
                 step = float(Wp[0, 0]) - float(Wm[0, 0])     # the step really taken, after rounding W +- h
                 errs.append(abs(float(fp - fm) / step - exact) / abs(exact) if step else 1.0)
             errors[np.dtype(dtype).name] = errs
-        fig, ax = plt.subplots(figsize=(5.5, 3.5))
+        fig, ax = vn.plots.subplots(figsize=(5.5, 3.5))
         for name, errs in errors.items():
             ax.loglog(steps, errs, "o-", label=name)
         ax.axhline(1e-7, color="k", ls=":", label="tolerance 1e-7")
@@ -125,6 +125,7 @@ CELLS = [
         ax.legend()
         print(f"best float64 error {min(errors['float64']):.1e}, best float32 error {min(errors['float32']):.1e}")
         assert min(errors["float64"]) < 1e-8 and min(errors["float32"]) > 1e-6
+        fig
     '''),
     md(r'''
     ## Backpropagation through a whole autoencoder

@@ -36,7 +36,7 @@ CELLS = [
     You will write the reparameterization's backward pass and the KL with its gradient (graded by finite
     differences), check the whole VAE's gradient, and train it on MNIST.
     '''),
-    imports(),
+    imports(pyplot=False),
     md(r'''
     ## The reparameterization trick
 
@@ -224,11 +224,12 @@ CELLS = [
     '''),
     code('''
         epochs = [r["epoch"] for r in history]
-        fig, ax = plt.subplots(figsize=(6, 3.5))
+        fig, ax = vn.plots.subplots(figsize=(6, 3.5))
         ax.plot(epochs, [r["train_loss"] for r in history], "o-", label="train")
         ax.plot(epochs, [r["val_loss"] for r in history], "o-", label="test")
         ax.set(xlabel="epoch", ylabel="negative ELBO (nats)", title="Training curve")
-        ax.legend();
+        ax.legend()
+        fig
     '''),
     md(r'''
     ## How good is it?

@@ -29,7 +29,7 @@ CELLS = [
     All numbers below compare models on the plain ELBO ($\beta = 1$), whatever $\beta$ they were trained with.
     In fast mode the models see a thousand digits for one epoch or two; the trends are clearer on full runs.
     '''),
-    imports(inspect=False),
+    imports(inspect=False, pyplot=False),
     code('''
         data = tutorial.load_mnist(n_train=tutorial.pick(fast=1000, full=None),
                                    n_test=tutorial.pick(fast=500, full=None))
@@ -71,14 +71,15 @@ CELLS = [
     near 0. Plotted for every dimension of every model of the sweep:
     '''),
     code('''
-        fig, ax = plt.subplots(figsize=(5.5, 4))
+        fig, ax = vn.plots.subplots(figsize=(5.5, 4))
         for r in sweep:
             _, variances = vn.evaluation.active_units(r.model, data.x_test)
             kl = vn.explore.kl_per_dim(r.model, data.x_test)
             ax.scatter(variances, kl, label=f"beta = {r.beta:g}", alpha=0.8)
         ax.axvline(0.01, color="k", ls=":", label="active-unit threshold")
         ax.set(xscale="log", xlabel="Var_x(mu_j(x))", ylabel="KL_j (nats)", title="One point per latent dimension")
-        ax.legend(fontsize="small");
+        ax.legend(fontsize="small")
+        fig
     '''),
     md(r'''
     ## KL warm-up
@@ -108,11 +109,12 @@ CELLS = [
         assert runs["no warm-up"][1][-1]["kl_weight"] == 1.0
     '''),
     code('''
-        fig, ax = plt.subplots(figsize=(6, 3.5))
+        fig, ax = vn.plots.subplots(figsize=(6, 3.5))
         for name, (_, history) in runs.items():
             ax.plot([r["epoch"] for r in history], [r["kl"] for r in history], "o-", label=name)
         ax.set(xlabel="epoch", ylabel="train KL (nats)", title="The KL term with and without warm-up")
-        ax.legend();
+        ax.legend()
+        fig
     '''),
     md(r'''
     ## Forcing a collapse

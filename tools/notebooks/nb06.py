@@ -28,7 +28,7 @@ CELLS = [
     the twins, so the speed-up is measured, not assumed. You will write the reference Adam step yourself.
     In fast mode the sizes are tiny and the timings mean little; run without `VAE_NUMPY_FAST` for real numbers.
     '''),
-    imports(),
+    imports(pyplot=False),
     code('''
         import cProfile
         import pstats
@@ -189,7 +189,7 @@ CELLS = [
         print(f"seconds per epoch of {len(data.x_train):,} images, batches of 128")
     '''),
     code('''
-        fig, ax = plt.subplots(figsize=(7, 3))
+        fig, ax = vn.plots.subplots(figsize=(7, 3))
         labels = [f"{d} {k}" for d, k, _, _ in rows]
         left = np.zeros(len(rows))
         for phase in phases[:-1]:
@@ -198,7 +198,8 @@ CELLS = [
             left += widths
         ax.plot([fl for *_, fl in rows], labels, "k|", markersize=20, label="matmul floor")
         ax.set(xlabel="seconds per epoch", title="Where an epoch's time goes")
-        ax.legend(loc="lower right", fontsize="small");
+        ax.legend(loc="lower right", fontsize="small")
+        fig
     '''),
     md(r'''
     A profiler tells the same story function by function. `cProfile` adds overhead to every Python call, so
