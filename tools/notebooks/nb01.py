@@ -43,7 +43,7 @@ CELLS = [
 
     The model lives in `vae_numpy.tutorial.LinearGaussian`; this notebook only calls it.
     '''),
-    imports(pyplot=False),
+    imports("exercises", pyplot=False),
     md(r'''
     ## The model
 
@@ -263,15 +263,19 @@ CELLS = [
             ### END SOLUTION
     '''),
     tests("nb01-optimal-q-tests", 3, '''
-        mu_opt, lv_opt = (np.array(a, dtype=np.float64) for a in optimal_q(model, x))
+        lg = tutorial.LinearGaussian.random(data_dim=5, latent_dim=2, noise_std=0.5, seed=0)   # the model above
+        x_lg, _ = lg.sample(3, seed=1)
+        mu_opt, lv_opt = (np.array(a, dtype=np.float64) for a in optimal_q(lg, x_lg))
         assert mu_opt.shape == lv_opt.shape == (3, 2), "mu and log_var must both have shape (N, Z)"
         # the gradient of the ELBO vanishes at the optimum, by finite differences
-        g_mu = vn.gradcheck.numerical_gradient(lambda mu_: model.elbo(x, mu_, lv_opt).sum(), mu_opt.copy())
-        g_lv = vn.gradcheck.numerical_gradient(lambda lv_: model.elbo(x, mu_opt, lv_).sum(), lv_opt.copy())
+        g_mu = vn.gradcheck.numerical_gradient(lambda mu_: lg.elbo(x_lg, mu_, lv_opt).sum(), mu_opt.copy())
+        g_lv = vn.gradcheck.numerical_gradient(lambda lv_: lg.elbo(x_lg, mu_opt, lv_).sum(), lv_opt.copy())
         print(f"largest |dELBO| at your q: {max(np.abs(g_mu).max(), np.abs(g_lv).max()):.1e}")
         assert np.abs(g_mu).max() < 1e-6 and np.abs(g_lv).max() < 1e-6
-        # and it is at least as good as 500 steps of gradient ascent
-        assert np.all(model.elbo(x, mu_opt, lv_opt) >= model.elbo(x, mu_best, lv_best) - 1e-9)
+        # and it beats the q that copies the posterior's marginal variances
+        m_lg, cov_lg = lg.posterior(x_lg)
+        marginal = np.tile(np.log(np.diag(cov_lg)), (3, 1))
+        assert np.all(lg.elbo(x_lg, mu_opt, lv_opt) > lg.elbo(x_lg, m_lg, marginal))
         ### BEGIN HIDDEN TESTS
         other = tutorial.LinearGaussian.random(data_dim=7, latent_dim=3, noise_std=0.8, seed=5)
         x_other, _ = other.sample(4, seed=6)
@@ -280,12 +284,89 @@ CELLS = [
         d_mu, d_lv = other.elbo_grad(x_other, mu_o, lv_o)
         assert np.abs(d_mu).max() < 1e-8 and np.abs(d_lv).max() < 1e-8
         # with a diagonal posterior the best diagonal q is the posterior itself
-        mu_p, lv_p = (np.array(a, dtype=np.float64) for a in optimal_q(ortho, x))
-        assert ortho.kl_to_posterior(x, mu_p, lv_p).max() < 1e-10
+        lg_o = tutorial.LinearGaussian.random(data_dim=5, latent_dim=2, noise_std=0.5, orthogonal=True, seed=0)
+        mu_p, lv_p = (np.array(a, dtype=np.float64) for a in optimal_q(lg_o, x_lg))
+        assert lg_o.kl_to_posterior(x_lg, mu_p, lv_p).max() < 1e-10
         ### END HIDDEN TESTS
     '''),
     md(r'''
-    ### Exercise 2 (graded by hand): the floor of the gap
+    ### Exercise 2 (graded): the reparameterized gradient of the ELBO
+
+    Section 2 estimated the ELBO by sampling; a VAE also needs its **gradient** from the same samples. Write
+    `elbo_estimate_and_grad(model, x, mu, log_var, eps)` for the linear-Gaussian model: with $K$ draws
+    `eps` of shape (N, K, Z) and $h_k = \mu + \sigma \odot \epsilon_k$, return the estimate (N,)
+
+    $$\widehat{\mathrm{ELBO}} = \frac{1}{K}\sum_k \log p(x \mid h_k) - \mathrm{KL}\big(q \,\|\, \mathcal N(0, I)\big),
+      \qquad \log p(x \mid h) = -\tfrac{D}{2}\log(2\pi s^2) - \frac{\lVert x - b - W h\rVert^2}{2 s^2},$$
+
+    and its exact derivatives with `eps` held fixed, `dmu` and `dlog_var` (N, Z) each: the chain rule through
+    $h_k$ (notebook 03 derives $\partial h / \partial \log\sigma^2 = \epsilon \odot \sigma / 2$) plus the KL's
+    closed-form derivatives. Use NumPy and `model.W`, `model.b`, `model.noise_std`; the library's own gradients
+    (`elbo_grad`, `vn.losses.gaussian_kl_backward`, `vn.sampling.reparameterize_backward`) and the
+    finite-difference helpers are switched off while the test runs your function.
+
+    The test checks your derivatives by finite differences of your estimate (float64), and shows that averaged
+    over many draws they agree with the exact gradient of the ELBO: the reparameterized gradient is unbiased.
+    '''),
+    solution("nb01-elbo-grad", '''
+        def elbo_estimate_and_grad(model, x, mu, log_var, eps):
+            """x: (N, D), mu, log_var: (N, Z), eps: (N, K, Z) -> (elbo (N,), dmu (N, Z), dlog_var (N, Z))."""
+            ### BEGIN SOLUTION
+            W, b, s2 = model.W, model.b, model.noise_std ** 2
+            D, K = W.shape[0], eps.shape[1]
+            sigma = np.exp(0.5 * log_var)
+            h = mu[:, None, :] + sigma[:, None, :] * eps                    # (N, K, Z)
+            r = x[:, None, :] - b - h @ W.T                                 # (N, K, D) residuals
+            log_lik = -0.5 * D * np.log(2 * np.pi * s2) - 0.5 * np.sum(r * r, axis=2) / s2   # (N, K)
+            kl = -0.5 * np.sum(1 + log_var - mu ** 2 - sigma ** 2, axis=1)
+            dh = r @ W / s2 / K                                             # d(mean_k log p)/dh_k: (N, K, Z)
+            dmu = dh.sum(axis=1) - mu                                       # dh/dmu = 1; dKL/dmu = mu
+            dlog_var = np.sum(dh * eps, axis=1) * sigma / 2 - (sigma ** 2 - 1) / 2
+            return log_lik.mean(axis=1) - kl, dmu, dlog_var
+            ### END SOLUTION
+    '''),
+    tests("nb01-elbo-grad-tests", 4, '''
+        banned = ("tutorial.LinearGaussian.elbo_grad", "losses.gaussian_kl_backward",
+                  "sampling.reparameterize_backward", *exercises.FINITE_DIFFERENCES)
+        yours = exercises.graded(elbo_estimate_and_grad, *banned)
+        lg = tutorial.LinearGaussian.random(data_dim=5, latent_dim=2, noise_std=0.5, seed=0)
+        x_lg, _ = lg.sample(3, seed=1)
+        rng = np.random.default_rng(7)
+        mu, log_var, eps = rng.normal(size=(3, 2)), rng.normal(size=(3, 2)), rng.normal(size=(3, 4, 2))
+        value, dmu, dlog_var = yours(lg, x_lg, mu, log_var, eps)
+        h = mu[:, None, :] + np.exp(0.5 * log_var)[:, None, :] * eps
+        expected = lg.log_px_given_h(x_lg, h).mean(axis=1) - vn.losses.gaussian_kl(mu, log_var)
+        assert np.shape(value) == (3,) and np.allclose(value, expected, rtol=1e-10, atol=0), "the estimate"
+        f = lambda mu_, lv_: yours(lg, x_lg, mu_, lv_, eps)[0].sum()                # noqa: E731
+        err_mu = vn.gradcheck.array_rel_error(dmu, vn.gradcheck.numerical_gradient(lambda m: f(m, log_var), mu))
+        err_lv = vn.gradcheck.array_rel_error(dlog_var, vn.gradcheck.numerical_gradient(lambda v: f(mu, v), log_var))
+        print(f"relative error by finite differences: dmu {err_mu:.1e}, dlog_var {err_lv:.1e}")
+        assert err_mu < 1e-7 and err_lv < 1e-7
+        # unbiased: the mean over K draws is the exact gradient of the ELBO, within 5 standard errors
+        K = 200_000
+        mean_grad = np.concatenate(yours(lg, x_lg, mu, log_var, rng.normal(size=(3, K, 2)))[1:])
+        exact = np.concatenate(lg.elbo_grad(x_lg, mu, log_var))
+        one_draw = np.array([np.concatenate(yours(lg, x_lg, mu, log_var, rng.normal(size=(3, 1, 2)))[1:])
+                             for _ in range(500)])
+        stderr = one_draw.std(axis=0) / np.sqrt(K)
+        off = np.abs(mean_grad - exact)
+        print(f"mean of {K:,} draws: largest |difference| from the exact gradient {off.max():.3f}, "
+              f"{np.max(off / stderr):.1f} standard errors at most")
+        assert np.all(off < 5 * stderr)
+        ### BEGIN HIDDEN TESTS
+        other = tutorial.LinearGaussian.random(data_dim=7, latent_dim=3, noise_std=0.8, seed=5)
+        x_o, _ = other.sample(2, seed=6)
+        mu, log_var, eps = rng.normal(size=(2, 3)), rng.normal(size=(2, 3)), rng.normal(size=(2, 1, 3))
+        _, dmu, dlog_var = yours(other, x_o, mu, log_var, eps)
+        g = lambda mu_, lv_: yours(other, x_o, mu_, lv_, eps)[0].sum()              # noqa: E731
+        num_mu = vn.gradcheck.numerical_gradient(lambda m: g(m, log_var), mu)
+        num_lv = vn.gradcheck.numerical_gradient(lambda v: g(mu, v), log_var)
+        assert vn.gradcheck.array_rel_error(dmu, num_mu) < 1e-7
+        assert vn.gradcheck.array_rel_error(dlog_var, num_lv) < 1e-7
+        ### END HIDDEN TESTS
+    '''),
+    md(r'''
+    ### Exercise 3 (graded by hand): the floor of the gap
 
     At the best diagonal $q$ of the first model, the gap was about 0.28 nats for every example. Explain in a few
     sentences why it is not zero, why it does not depend on $x$, and name two ways to close it.
@@ -301,7 +382,7 @@ CELLS = [
     that $W$ has orthogonal columns, which leaves $p(x)$ unchanged because the prior is rotation-invariant.
     '''),
     md(r'''
-    ### Exercise 3 (not graded)
+    ### Exercise 4 (not graded)
 
     Rerun the notebook with `noise_std=0.1` and with `noise_std=2.0`. How do the posterior correlation, the
     floor of the gap and the number of samples the IWAE bound needs change? Explain with $P = I + W^\top W/s^2$.

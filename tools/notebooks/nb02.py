@@ -35,7 +35,7 @@ CELLS = [
     both are graded by finite differences. Then the package's `vn.Autoencoder` is checked the same way and
     trained on MNIST.
     '''),
-    imports(pyplot=False),
+    imports("exercises", pyplot=False),
     md(r'''
     ## The dense layer
 
@@ -49,7 +49,9 @@ CELLS = [
 
     Write `dense_backward(dout, cache)` for $y = x W + b$: `dout` is $\partial L / \partial y$ of shape (N, O) and
     `cache = (x, W)` with x: (N, I), W: (I, O). Return `(dx, dW, db)` with the shapes of x, W and b. Do not
-    modify `dout` or the cache.
+    modify `dout` or the cache. The graded test switches off the library's own backward passes
+    (`vn.layers.dense_backward`, the models) and its finite-difference helpers while it runs your function:
+    calling them fails with "write this yourself".
     '''),
     solution("nb02-dense-backward", '''
         def dense_backward(dout, cache):
@@ -63,11 +65,13 @@ CELLS = [
             return dx, dW, db
     '''),
     tests("nb02-dense-backward-tests", 3, '''
+        yours = exercises.graded(dense_backward, "layers.dense_backward", "layers.Dense", *exercises.MODELS,
+                                 *exercises.FINITE_DIFFERENCES)
         rng = np.random.default_rng(0)
         x, W, b = rng.standard_normal((4, 5)), rng.standard_normal((5, 3)), rng.standard_normal(3)
         report = vn.gradcheck.check_function(
             forward=lambda x, W, b: vn.layers.dense_forward(x, W, b)[0],
-            backward=lambda dout: dict(zip(("x", "W", "b"), dense_backward(dout, (x, W)))),
+            backward=lambda dout: dict(zip(("x", "W", "b"), yours(dout, (x, W)))),
             inputs={"x": x, "W": W, "b": b}, title="your dense_backward")
         print(report)
         assert report.max_error < 1e-7
@@ -76,7 +80,7 @@ CELLS = [
             x, W, b = rng.standard_normal((N, I)), rng.standard_normal((I, O)), rng.standard_normal(O)
             dout = rng.standard_normal((N, O))
             dout_before, x_before = dout.copy(), x.copy()
-            dx, dW, db = dense_backward(dout, (x, W))
+            dx, dW, db = yours(dout, (x, W))
             assert np.array_equal(dout, dout_before) and np.array_equal(x, x_before), "inputs were modified"
             assert np.shape(dx) == (N, I) and np.shape(dW) == (I, O) and np.shape(db) == (O,)
             for mine, ref in zip((dx, dW, db), vn.layers.dense_backward(dout, (x, W)), strict=True):
@@ -148,9 +152,11 @@ CELLS = [
     ### Exercise 2 (graded): forward and backward by hand
 
     Write `ae_forward(params, x)`, returning the mean loss (a float) and a cache, and `ae_backward(cache)`,
-    returning a dict with a gradient for every key of `params`. Use the package's pieces (or your
-    `dense_backward`). The test compares your loss with `vn.Autoencoder.forward` and your gradients with finite
-    differences of your own loss.
+    returning a dict with a gradient for every key of `params`. Use the package's forward pieces, its
+    activation backward and its loss gradient, and **your** `dense_backward`: the library's dense backward, its
+    models and its finite-difference helpers are switched off while the test runs your functions. The test
+    compares your loss with `vn.Autoencoder.forward` and your gradients with finite differences of your own
+    loss.
     '''),
     solution("nb02-ae-backprop", '''
         LAYERS = (("enc1", "relu"), ("enc_z", "linear"), ("dec1", "relu"), ("dec_out", "linear"))
@@ -184,12 +190,14 @@ CELLS = [
             ### END SOLUTION
     '''),
     tests("nb02-ae-backprop-tests", 4, '''
+        banned = ("layers.dense_backward", "layers.Dense", *exercises.MODELS, *exercises.FINITE_DIFFERENCES)
+        forward, backward = exercises.graded(ae_forward, *banned), exercises.graded(ae_backward, *banned)
         ae = vn.Autoencoder(input_dim=12, hidden_dims=(8,), latent_dim=3, dtype="float64", seed=0)
         x = np.random.default_rng(2).random((5, 12))
-        loss, cache = ae_forward(ae.params, x)
+        loss, cache = forward(ae.params, x)
         print(f"your loss {loss:.6f}, vn.Autoencoder {ae.forward(x):.6f}")
         assert abs(loss - ae.forward(x)) < 1e-10 * abs(loss)
-        grads = ae_backward(cache)
+        grads = backward(cache)
         assert set(grads) == set(ae.params), f"one gradient per parameter: {sorted(ae.params)}"
         for name, p in ae.params.items():
             numerical = vn.gradcheck.numerical_gradient(lambda _: ae_forward(ae.params, x)[0], p)
@@ -199,10 +207,10 @@ CELLS = [
         ### BEGIN HIDDEN TESTS
         ae2 = vn.Autoencoder(input_dim=9, hidden_dims=(6,), latent_dim=2, dtype="float64", seed=3)
         x2 = np.random.default_rng(4).random((3, 9))
-        loss2, cache2 = ae_forward(ae2.params, x2)
+        loss2, cache2 = forward(ae2.params, x2)
         ae2.forward(x2)
         ae2.backward()
-        grads2 = ae_backward(cache2)
+        grads2 = backward(cache2)
         for name in ae2.params:
             assert vn.gradcheck.array_rel_error(grads2[name], ae2.grads[name]) < 1e-10, name
         ### END HIDDEN TESTS

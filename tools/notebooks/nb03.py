@@ -36,7 +36,7 @@ CELLS = [
     You will write the reparameterization's backward pass and the KL with its gradient (graded by finite
     differences), check the whole VAE's gradient, and train it on MNIST.
     '''),
-    imports(pyplot=False),
+    imports("exercises", pyplot=False),
     md(r'''
     ## The reparameterization trick
 
@@ -71,7 +71,9 @@ CELLS = [
 
     Write `reparameterize_backward(dh, cache)`: `dh` is $\partial L / \partial h$ of shape (N, Z) and `cache` is
     what `vn.sampling.reparameterize_forward` returns beside $h$, the pair `(eps, sigma)`. Return
-    `(dmu, dlog_var)`, each (N, Z), without modifying `dh`.
+    `(dmu, dlog_var)`, each (N, Z), without modifying `dh`. The library's own backward
+    (`vn.sampling.reparameterize_backward`, the fused kernel, the models) and its finite-difference helpers are
+    switched off while the test runs your function.
     '''),
     solution("nb03-reparam-backward", '''
         def reparameterize_backward(dh, cache):
@@ -84,12 +86,14 @@ CELLS = [
             return dmu, dlog_var
     '''),
     tests("nb03-reparam-backward-tests", 3, '''
+        yours = exercises.graded(reparameterize_backward, "sampling.reparameterize_backward",
+                                 "kernels.reparam_kl_backward", *exercises.MODELS, *exercises.FINITE_DIFFERENCES)
         rng = np.random.default_rng(1)
         mu, log_var, eps = rng.standard_normal((4, 3)), rng.standard_normal((4, 3)), rng.standard_normal((4, 3))
         h, cache = vn.sampling.reparameterize_forward(mu, log_var, eps)
         report = vn.gradcheck.check_function(
             forward=lambda mu, log_var: vn.sampling.reparameterize_forward(mu, log_var, eps)[0],
-            backward=lambda dh: dict(zip(("mu", "log_var"), reparameterize_backward(dh, cache))),
+            backward=lambda dh: dict(zip(("mu", "log_var"), yours(dh, cache))),
             inputs={"mu": mu, "log_var": log_var}, title="your reparameterize_backward")
         print(report)
         assert report.max_error < 1e-7
@@ -99,7 +103,7 @@ CELLS = [
             h, cache = vn.sampling.reparameterize_forward(mu, log_var, eps)
             dh = rng.standard_normal(shape)
             dh_before = dh.copy()
-            mine = reparameterize_backward(dh, cache)
+            mine = yours(dh, cache)
             assert np.array_equal(dh, dh_before), "dh was modified"
             for a, b in zip(mine, vn.sampling.reparameterize_backward(dh, cache), strict=True):
                 assert np.shape(a) == shape and vn.gradcheck.array_rel_error(a, b) < 1e-12
@@ -130,7 +134,8 @@ CELLS = [
 
     Write `kl_divergence(mu, log_var)`, returning the KL of each example, shape (N,), and
     `kl_backward(dkl, mu, log_var)`, returning `(dmu, dlog_var)` given the upstream gradient `dkl` of shape (N,)
-    (one number per example: $\partial L / \partial \mathrm{KL}_n$).
+    (one number per example: $\partial L / \partial \mathrm{KL}_n$). The library's KL, its gradient, the fused
+    kernels, the models and the finite-difference helpers are switched off while the test runs your functions.
     '''),
     solution("nb03-kl", '''
         def kl_divergence(mu, log_var):
@@ -148,23 +153,27 @@ CELLS = [
             ### END SOLUTION
     '''),
     tests("nb03-kl-tests", 3, '''
+        banned = ("losses.gaussian_kl", "losses.gaussian_kl_backward", "kernels.reparam_kl_forward",
+                  "kernels.reparam_kl_backward", "explore.kl_per_dim", *exercises.MODELS, *exercises.FINITE_DIFFERENCES)
+        kl_yours, kl_backward_yours = exercises.graded(kl_divergence, *banned), exercises.graded(kl_backward, *banned)
         rng = np.random.default_rng(3)
         mu, log_var = rng.standard_normal((4, 3)), rng.standard_normal((4, 3))
-        kl = kl_divergence(mu, log_var)
+        kl = kl_yours(mu, log_var)
         assert np.shape(kl) == (4,), "one KL per example"
         assert vn.gradcheck.array_rel_error(kl, vn.losses.gaussian_kl(mu, log_var)) < 1e-12
         report = vn.gradcheck.check_function(
-            forward=kl_divergence,
-            backward=lambda dkl: dict(zip(("mu", "log_var"), kl_backward(dkl, mu, log_var))),
+            forward=kl_yours,
+            backward=lambda dkl: dict(zip(("mu", "log_var"), kl_backward_yours(dkl, mu, log_var))),
             inputs={"mu": mu, "log_var": log_var}, title="your KL gradient")
         print(report)
         assert report.max_error < 1e-7
         ### BEGIN HIDDEN TESTS
         zeros = np.zeros((2, 5))
-        assert np.allclose(kl_divergence(zeros, zeros), 0), "q = the prior has KL 0"
-        assert all(np.allclose(g, 0) for g in kl_backward(np.ones(2), zeros, zeros)), "and gradient 0"
+        assert np.allclose(kl_yours(zeros, zeros), 0), "q = the prior has KL 0"
+        assert all(np.allclose(g, 0) for g in kl_backward_yours(np.ones(2), zeros, zeros)), "and gradient 0"
         mu, log_var, dkl = rng.standard_normal((6, 2)) * 3, rng.standard_normal((6, 2)) * 2, rng.standard_normal(6)
-        for a, b in zip(kl_backward(dkl, mu, log_var), vn.losses.gaussian_kl_backward(dkl, mu, log_var), strict=True):
+        reference = vn.losses.gaussian_kl_backward(dkl, mu, log_var)
+        for a, b in zip(kl_backward_yours(dkl, mu, log_var), reference, strict=True):
             assert vn.gradcheck.array_rel_error(a, b) < 1e-12
         ### END HIDDEN TESTS
     '''),
@@ -200,12 +209,107 @@ CELLS = [
     md(r'''
     `vn.gradcheck.check_model` checks `backward()` against finite differences of `forward(x, eps)` with the
     noise held fixed, for every parameter, here for a Bernoulli decoder and a Gaussian decoder that learns its
-    variance per pixel (the lecture's $p(x \mid h) = \mathcal{N}(\mu_g(h), \operatorname{diag}\sigma_g(h))$):
+    variance per pixel: the lecture's $p(x \mid h) = \mathcal{N}(\mu_g(h), \operatorname{diag}\sigma_g^2(h))$,
+    with the variance $\sigma_g^2$ on the diagonal of the covariance:
     '''),
     code('''
         for model in (vn.VAE(20, (16,), 4, beta=1.0, dtype="float64", seed=0),
                       vn.VAE(20, (16, 8), 4, likelihood="gaussian", decoder_sigma="learned", dtype="float64", seed=1)):
             print(vn.gradcheck.check_model(model, x_small).assert_ok(), "\\n")
+    '''),
+    md(r'''
+    ### Exercise 3 (graded): the whole VAE, forward and backward, by hand
+
+    The model's `forward` and `backward` do, fused, what you can now write from the pieces. For a VAE with one
+    hidden layer on each side, parameters named as in `vn.VAE(...).params`:
+
+    | layer | input | output |
+    |---|---|---|
+    | `enc1` then relu | x (N, D) | g (N, H) |
+    | `enc_mu`, `enc_log_var` (both read g) | g | $\mu$, $\log\sigma^2$ (N, Z) |
+    | the reparameterization | $\mu, \log\sigma^2, \epsilon$ | h (N, Z) |
+    | `dec1` then relu | h | d (N, H) |
+    | `dec_out` | d | logits (N, D) |
+
+    write `vae_forward(params, x, eps)`, returning the mean negative ELBO ($\beta = 1$, Bernoulli likelihood) and
+    a cache, and `vae_backward(cache)`, returning a gradient for every key of `params`. Two places need care:
+    $\mu$ and $\log\sigma^2$ receive gradients from the sample path and from the KL, and g feeds both heads, so
+    its gradient is the sum of theirs. The forward pieces (`vn.layers.dense_forward`,
+    `vn.layers.activation_forward` and `activation_backward`, `vn.sampling.reparameterize_forward`,
+    `vn.losses.bernoulli_nll` and its backward) are yours to use; every backward of a dense layer, of the
+    sampling and of the KL you write yourself (or reuse your functions above): the library's versions, its models
+    and its finite-difference helpers are switched off while the test runs your functions.
+    '''),
+    solution("nb03-vae-backprop", '''
+        def vae_forward(params, x, eps):
+            """Mean negative ELBO of the one-hidden-layer VAE. x: (N, D), eps: (N, Z) -> (loss, cache)."""
+            ### BEGIN SOLUTION
+            dense, act = vn.layers.dense_forward, vn.layers.activation_forward
+            a1, c1 = dense(x, params["enc1.W"], params["enc1.b"])
+            g, r1 = act("relu", a1)
+            mu, c_mu = dense(g, params["enc_mu.W"], params["enc_mu.b"])
+            log_var, c_lv = dense(g, params["enc_log_var.W"], params["enc_log_var.b"])
+            h, c_h = vn.sampling.reparameterize_forward(mu, log_var, eps)
+            a2, c2 = dense(h, params["dec1.W"], params["dec1.b"])
+            d, r2 = act("relu", a2)
+            logits, c3 = dense(d, params["dec_out.W"], params["dec_out.b"])
+            kl = -0.5 * np.sum(1 + log_var - mu ** 2 - np.exp(log_var), axis=1)
+            loss = float(np.mean(vn.losses.bernoulli_nll(logits, x) + kl))
+            return loss, (x, logits, mu, c1, r1, c_mu, c_lv, c_h, c2, r2, c3)
+            ### END SOLUTION
+
+
+        def vae_backward(cache):
+            """Gradients of the mean negative ELBO: a dict name -> array, one per parameter."""
+            ### BEGIN SOLUTION
+            x, logits, mu, c1, r1, c_mu, c_lv, c_h, c2, r2, c3 = cache
+            N = len(x)
+            grads = {}
+
+            def dense_back(name, dout, cache):
+                inp, W = cache
+                grads[name + ".W"], grads[name + ".b"] = inp.T @ dout, dout.sum(axis=0)
+                return dout @ W.T
+
+            dlogits = vn.losses.bernoulli_nll_backward(np.full(N, 1.0 / N), logits, x)   # each example 1/N
+            dd = dense_back("dec_out", dlogits, c3)
+            dh = dense_back("dec1", vn.layers.activation_backward("relu", dd, r2), c2)
+            eps, sigma = c_h
+            dmu = dh + mu / N                                        # sample path + KL path
+            dlog_var = dh * eps * sigma / 2 + (sigma ** 2 - 1) / (2 * N)
+            dg = dense_back("enc_mu", dmu, c_mu) + dense_back("enc_log_var", dlog_var, c_lv)  # g feeds both
+            dense_back("enc1", vn.layers.activation_backward("relu", dg, r1), c1)
+            return grads
+            ### END SOLUTION
+    '''),
+    tests("nb03-vae-backprop-tests", 5, '''
+        banned = ("layers.dense_backward", "layers.Dense", "sampling.reparameterize_backward",
+                  "losses.gaussian_kl_backward", "kernels.reparam_kl_backward", *exercises.MODELS,
+                  *exercises.FINITE_DIFFERENCES)
+        forward, backward = exercises.graded(vae_forward, *banned), exercises.graded(vae_backward, *banned)
+        vae_t = vn.VAE(input_dim=12, hidden_dims=(8,), latent_dim=3, dtype="float64", seed=0)
+        rng = np.random.default_rng(5)
+        x_t, eps_t = rng.random((5, 12)), rng.standard_normal((5, 3))
+        loss, cache = forward(vae_t.params, x_t, eps_t)
+        print(f"your loss {loss:.6f}, vn.VAE {vae_t.forward(x_t, eps=eps_t):.6f}")
+        assert abs(loss - vae_t.forward(x_t, eps=eps_t)) < 1e-10 * abs(loss)
+        grads = backward(cache)
+        assert set(grads) == set(vae_t.params), f"one gradient per parameter: {sorted(vae_t.params)}"
+        for name, p in vae_t.params.items():
+            numerical = vn.gradcheck.numerical_gradient(lambda _: vae_forward(vae_t.params, x_t, eps_t)[0], p)
+            error = vn.gradcheck.array_rel_error(grads[name], numerical)
+            print(f"{name:<14} relative error {error:.1e}")
+            assert error < 1e-7, name
+        ### BEGIN HIDDEN TESTS
+        vae_h = vn.VAE(input_dim=9, hidden_dims=(6,), latent_dim=4, dtype="float64", seed=3)
+        x_h, eps_h = rng.random((3, 9)), rng.standard_normal((3, 4))
+        _, cache_h = forward(vae_h.params, x_h, eps_h)
+        vae_h.forward(x_h, eps=eps_h)
+        vae_h.backward()
+        grads_h = backward(cache_h)
+        for name in vae_h.params:
+            assert vn.gradcheck.array_rel_error(grads_h[name], vae_h.grads[name]) < 1e-10, name
+        ### END HIDDEN TESTS
     '''),
     md(r'''
     ## Training on MNIST
@@ -255,7 +359,7 @@ CELLS = [
     md(r'''
     ## Exercises
 
-    ### Exercise 3 (graded by hand): why log-variance?
+    ### Exercise 4 (graded by hand): why log-variance?
 
     The encoder outputs $\log\sigma^2$, not $\sigma$ or $\sigma^2$. Give two reasons.
     '''),
@@ -270,7 +374,7 @@ CELLS = [
        $\partial\mathrm{KL}/\partial\sigma = \sigma - 1/\sigma$ would explode.
     '''),
     md(r'''
-    ### Exercise 4 (not graded)
+    ### Exercise 5 (not graded)
 
     Train with `likelihood="gaussian"` (fixed $\sigma = 1$), then with `decoder_sigma="learned"`. Compare the
     reconstructions and the samples with the Bernoulli model's, and explain the difference from the size of the

@@ -1,6 +1,6 @@
 """04 · Exploring the latent space: traversal, interpolation, the 2-D map and manifold, AE vs VAE sampling."""
 
-from .cells import answer, code, imports, md
+from .cells import answer, code, imports, md, solution, tests
 
 CELLS = [
     md(r'''
@@ -32,7 +32,7 @@ CELLS = [
     Three models are trained first: a VAE and an autoencoder with $Z = 16$, and a VAE with $Z = 2$. In fast mode
     they see a thousand digits for one epoch each (the pictures are then rough); otherwise all of MNIST.
     '''),
-    imports(inspect=False, pyplot=False),
+    imports("exercises", inspect=False, pyplot=False),
     code('''
         data = tutorial.load_mnist(n_train=tutorial.pick(fast=1000, full=None),
                                    n_test=tutorial.pick(fast=500, full=None))
@@ -163,7 +163,70 @@ CELLS = [
     md(r'''
     ## Exercises
 
-    ### Exercise 1 (graded by hand): holes
+    ### Exercise 1 (graded): a code found by optimization instead of by the encoder
+
+    The encoder maps an image to its code in one pass: inference is *amortized* over the data set. The code can
+    also be found for one image alone, by gradient descent on the negative log joint density (the MAP code):
+
+    $$J(h) = \sum_n \Big[-\log p(x_n \mid h_n) + \tfrac12 \lVert h_n \rVert^2\Big] + \text{const},$$
+
+    where $-\tfrac12\lVert h\rVert^2$ is $\log p(h)$ up to a constant and $-\log p(x \mid h)$ is the Bernoulli loss of
+    the decoder's logits. Write `code_objective_and_grad(params, h, x)` returning $J$ (a float, without the
+    constant) and $\partial J / \partial h$ of shape (N, Z), for a decoder `dec1` (relu) then `dec_out` (logits),
+    parameters named as in `vn.VAE(...).params`. This is backpropagation to the **input** of the decoder, which
+    the model's own `backward()` never computes. Use `vn.layers.dense_forward`, `vn.layers.activation_forward`
+    and `activation_backward`, `vn.losses.bernoulli_nll` and its backward; the library's dense backward, its
+    models and its finite-difference helpers are switched off while the test runs your function.
+
+    The test checks $\partial J/\partial h$ by finite differences (float64), then runs gradient descent from the
+    encoder's codes and shows that $J$ goes below the encoder's: the difference is the *amortization gap*.
+    '''),
+    solution("nb04-decoder-grad", '''
+        def code_objective_and_grad(params, h, x):
+            """J(h) = sum_n [-log p(x_n | h_n) + |h_n|^2 / 2]. h: (N, Z), x: (N, D) -> (J, dJ/dh (N, Z))."""
+            ### BEGIN SOLUTION
+            a, dense1 = vn.layers.dense_forward(h, params["dec1.W"], params["dec1.b"])
+            d, relu = vn.layers.activation_forward("relu", a)
+            logits, _ = vn.layers.dense_forward(d, params["dec_out.W"], params["dec_out.b"])
+            J = float(np.sum(vn.losses.bernoulli_nll(logits, x)) + 0.5 * np.sum(h * h))
+            dlogits = vn.losses.bernoulli_nll_backward(np.ones(len(x)), logits, x)    # J sums over examples
+            dd = dlogits @ params["dec_out.W"].T
+            da = vn.layers.activation_backward("relu", dd, relu)
+            return J, da @ params["dec1.W"].T + h                                     # + d(|h|^2 / 2)/dh
+            ### END SOLUTION
+    '''),
+    tests("nb04-decoder-grad-tests", 4, '''
+        banned = ("layers.dense_backward", "layers.Dense", *exercises.MODELS, *exercises.FINITE_DIFFERENCES)
+        yours = exercises.graded(code_objective_and_grad, *banned)
+        small = vn.VAE(input_dim=12, hidden_dims=(8,), latent_dim=3, dtype="float64", seed=0)
+        rng = np.random.default_rng(0)
+        x_s, h_s = (rng.random((4, 12)) < 0.5).astype(np.float64), rng.standard_normal((4, 3))
+        J, dh = yours(small.params, h_s, x_s)
+        p = small.decode(h_s)
+        expected = -np.sum(x_s * np.log(p) + (1 - x_s) * np.log1p(-p)) + 0.5 * np.sum(h_s ** 2)
+        assert np.shape(dh) == (4, 3) and abs(J - expected) < 1e-9 * abs(expected), "J"
+        numerical = vn.gradcheck.numerical_gradient(lambda hh: yours(small.params, hh, x_s)[0], h_s.copy())
+        error = vn.gradcheck.array_rel_error(dh, numerical)
+        print(f"dJ/dh: relative error {error:.1e} against finite differences")
+        assert error < 1e-7
+        # gradient descent from the encoder's codes
+        h = small.encode(x_s)[0].copy()
+        J_encoder = yours(small.params, h, x_s)[0]
+        for _ in range(300):
+            h -= 0.05 * yours(small.params, h, x_s)[1]
+        J_map = yours(small.params, h, x_s)[0]
+        print(f"J at the encoder's codes {J_encoder:.3f}, after 300 steps of gradient descent {J_map:.3f}")
+        assert J_map < J_encoder
+        ### BEGIN HIDDEN TESTS
+        other = vn.VAE(input_dim=9, hidden_dims=(5,), latent_dim=2, dtype="float64", seed=4)
+        x_o, h_o = rng.random((3, 9)), rng.standard_normal((3, 2)) * 2
+        _, dh_o = yours(other.params, h_o, x_o)
+        num_o = vn.gradcheck.numerical_gradient(lambda hh: yours(other.params, hh, x_o)[0], h_o.copy())
+        assert vn.gradcheck.array_rel_error(dh_o, num_o) < 1e-7
+        ### END HIDDEN TESTS
+    '''),
+    md(r'''
+    ### Exercise 2 (graded by hand): holes
 
     Look at the AE's fitted-Gaussian samples and the VAE's. Explain what in the VAE's loss fills the holes
     between the classes in its latent space, and why an autoencoder whose codes happen to have mean 0 and
@@ -180,7 +243,7 @@ CELLS = [
     blend or a blob.
     '''),
     md(r'''
-    ### Exercise 2 (not graded)
+    ### Exercise 3 (not graded)
 
     Traverse the autoencoder (`vn.explore.traversal(ae, x, dims=6, x_for_kl=data.x_test)`, in units of each
     code's spread) and compare with the VAE's traversal. Then interpolate between two images of the same digit

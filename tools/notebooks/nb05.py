@@ -1,6 +1,6 @@
 """05 · beta-VAE and disentanglement, KL warm-up, posterior collapse and active units."""
 
-from .cells import answer, code, imports, md
+from .cells import answer, code, imports, md, solution, tests
 
 CELLS = [
     md(r'''
@@ -29,7 +29,7 @@ CELLS = [
     All numbers below compare models on the plain ELBO ($\beta = 1$), whatever $\beta$ they were trained with.
     In fast mode the models see a thousand digits for one epoch or two; the trends are clearer on full runs.
     '''),
-    imports(inspect=False, pyplot=False),
+    imports("exercises", inspect=False, pyplot=False),
     code('''
         data = tutorial.load_mnist(n_train=tutorial.pick(fast=1000, full=None),
                                    n_test=tutorial.pick(fast=500, full=None))
@@ -134,7 +134,63 @@ CELLS = [
     md(r'''
     ## Exercises
 
-    ### Exercise 1 (graded by hand): the two measures
+    ### Exercise 1 (graded): free bits, a cure for collapse, and its gradient
+
+    Kingma et al. (2016) keep dimensions from collapsing with **free bits**: the KL term of a batch is replaced
+    by a sum over dimensions in which each dimension's KL, averaged over the batch, is charged at least
+    $\lambda$ nats:
+
+    $$\mathrm{KL}_\lambda = \sum_j \max\big(\lambda,\ \overline{\mathrm{KL}}_j\big), \qquad
+      \overline{\mathrm{KL}}_j
+      = \frac{1}{N}\sum_n \tfrac12\big(\mu_{nj}^2 + \sigma_{nj}^2 - 1 - \log\sigma_{nj}^2\big).$$
+
+    A dimension below $\lambda$ costs a constant, so no gradient pushes it towards the prior: it is free to carry
+    up to $\lambda$ nats. Write `free_bits_kl(mu, log_var, lam)` returning the value (a float) and its gradient
+    `(dmu, dlog_var)`, (N, Z) each. The library's KL, its gradient, the fused kernels, the models and the
+    finite-difference helpers are switched off while the test runs your function. The test checks the gradient by
+    finite differences (float64), away from the kink at $\overline{\mathrm{KL}}_j = \lambda$.
+    '''),
+    solution("nb05-free-bits", '''
+        def free_bits_kl(mu, log_var, lam):
+            """sum_j max(lam, mean_n KL_nj). mu, log_var: (N, Z) -> (value, dmu (N, Z), dlog_var (N, Z))."""
+            ### BEGIN SOLUTION
+            N = len(mu)
+            var = np.exp(log_var)
+            kl_j = np.mean(0.5 * (mu ** 2 + var - 1 - log_var), axis=0)         # (Z,)
+            charged = (kl_j > lam).astype(mu.dtype)                             # only these get a gradient
+            return float(np.sum(np.maximum(kl_j, lam))), charged * mu / N, charged * (var - 1) / (2 * N)
+            ### END SOLUTION
+    '''),
+    tests("nb05-free-bits-tests", 4, '''
+        banned = ("losses.gaussian_kl", "losses.gaussian_kl_backward", "kernels.reparam_kl_forward",
+                  "kernels.reparam_kl_backward", "explore.kl_per_dim", *exercises.MODELS, *exercises.FINITE_DIFFERENCES)
+        yours = exercises.graded(free_bits_kl, *banned)
+        rng = np.random.default_rng(0)
+        scale = np.array([0.0, 0.3, 1.0, 2.0, 0.1])                 # dimension 0 collapsed: mu = 0, sigma = 1
+        mu = rng.standard_normal((6, 5)) * scale
+        log_var = rng.standard_normal((6, 5)) * scale / 2 - scale
+        lam = 0.25
+        kl_j = np.mean(0.5 * (mu ** 2 + np.exp(log_var) - 1 - log_var), axis=0)
+        assert np.abs(kl_j - lam).min() > 1e-3                      # away from the kinks
+        value, dmu, dlog_var = yours(mu, log_var, lam)
+        assert abs(value - np.maximum(kl_j, lam).sum()) < 1e-12 * value, "the value"
+        num_mu = vn.gradcheck.numerical_gradient(lambda m: yours(m, log_var, lam)[0], mu.copy())
+        num_lv = vn.gradcheck.numerical_gradient(lambda v: yours(mu, v, lam)[0], log_var.copy())
+        err = max(vn.gradcheck.array_rel_error(dmu, num_mu), vn.gradcheck.array_rel_error(dlog_var, num_lv))
+        print(f"KL per dimension {np.round(kl_j, 3)}; relative error of the gradient {err:.1e}")
+        assert err < 1e-7
+        assert np.all(dmu[:, kl_j < lam] == 0) and np.all(dlog_var[:, kl_j < lam] == 0), "free below lambda"
+        ### BEGIN HIDDEN TESTS
+        mu2, lv2 = rng.standard_normal((4, 3)), rng.standard_normal((4, 3))
+        value0, dmu0, dlv0 = yours(mu2, lv2, 0.0)                  # lambda = 0: the plain KL, averaged
+        assert abs(value0 - vn.losses.gaussian_kl(mu2, lv2).mean()) < 1e-10 * value0
+        ref_mu, ref_lv = vn.losses.gaussian_kl_backward(np.full(4, 0.25), mu2, lv2)
+        assert vn.gradcheck.array_rel_error(dmu0, ref_mu) < 1e-10
+        assert vn.gradcheck.array_rel_error(dlv0, ref_lv) < 1e-10
+        ### END HIDDEN TESTS
+    '''),
+    md(r'''
+    ### Exercise 2 (graded by hand): the two measures
 
     Why does a collapsed dimension have both $\mathrm{KL}_j \approx 0$ and $\operatorname{Var}_x(\mu_j) \approx 0$?
     Can a dimension have $\operatorname{Var}_x(\mu_j) > 0.01$ and still a small KL? What would it mean?
@@ -150,7 +206,7 @@ CELLS = [
     threshold is a convention, and the KL per dimension is the finer measure.
     '''),
     md(r'''
-    ### Exercise 2 (not graded)
+    ### Exercise 3 (not graded)
 
     With the full data, train with $\beta = 4$ for 30 epochs and look at the traversal: name the factor each
     active dimension controls. Then train a model with `latent_dim=64` with and without `beta_warmup=10` and

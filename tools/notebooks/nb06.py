@@ -28,7 +28,7 @@ CELLS = [
     the twins, so the speed-up is measured, not assumed. You will write the reference Adam step yourself.
     In fast mode the sizes are tiny and the timings mean little; run without `VAE_NUMPY_FAST` for real numbers.
     '''),
-    imports(pyplot=False),
+    imports("exercises", pyplot=False),
     code('''
         import cProfile
         import pstats
@@ -84,8 +84,79 @@ CELLS = [
     The Adam update, $m \leftarrow \beta_1 m + (1 - \beta_1) g$, $v \leftarrow \beta_2 v + (1 - \beta_2) g^2$,
     $p \leftarrow p - \text{lr}\ \hat{m} / (\sqrt{\hat{v}} + \varepsilon)$ with the bias corrections
     $\hat{m} = m / (1 - \beta_1^t)$, $\hat{v} = v / (1 - \beta_2^t)$, as NumPy runs it (seven passes over
-    memory, and temporaries) and as one Numba loop (one pass). The scalars arrive already cast to the arrays'
-    dtype: a float64 scalar in a float32 loop would make Numba compute in float64 and lose the SIMD speed-up.
+    memory, and temporaries) and as one Numba loop (one pass). First write the reference version yourself;
+    the package's two versions follow the exercise.
+    '''),
+    md(r'''
+    ### Exercise 1 (graded): an Adam step
+
+    Write the reference twin: `adam_step(p, g, m, v, t, lr, b1, b2, eps)` updates the parameters `p` and the
+    moment estimates `m`, `v` **in place** (arrays of one shape), given the gradient `g` and the step number
+    `t` (1 for the first step). The test runs it on a small least-squares problem whose gradient it takes by
+    finite differences (`vn.gradcheck.numerical_gradient`), side by side with `vn.Adam`, then trains a small VAE
+    with it. `vn.Adam` and the package's Adam kernels are switched off while the test runs your function.
+    '''),
+    solution("nb06-adam", '''
+        def adam_step(p, g, m, v, t, lr=1e-3, b1=0.9, b2=0.999, eps=1e-8):
+            """One Adam update of p, m and v in place; t is the step number, starting at 1."""
+            ### BEGIN SOLUTION
+            m *= b1
+            m += (1 - b1) * g
+            v *= b2
+            v += (1 - b2) * g * g
+            m_hat = m / (1 - b1 ** t)
+            v_hat = v / (1 - b2 ** t)
+            p -= lr * m_hat / (np.sqrt(v_hat) + eps)
+            ### END SOLUTION
+    '''),
+    tests("nb06-adam-tests", 3, '''
+        yours = exercises.graded(adam_step, "Adam", "SGD", "kernels.adam_update", "kernels.sgd_update")
+        rng = np.random.default_rng(0)
+        A, y = rng.standard_normal((8, 3)), rng.standard_normal(8)
+        loss = lambda w: 0.5 * np.sum((A @ w - y) ** 2)
+        w = rng.standard_normal(3)
+        w_ref = w.copy()
+        m, v = np.zeros(3), np.zeros(3)
+        reference = vn.Adam({"w": w_ref}, lr=0.1)
+        start = loss(w)
+        for t in range(1, 101):
+            g = vn.gradcheck.numerical_gradient(loss, w.copy())
+            yours(w, g, m, v, t, lr=0.1)
+            reference.step({"w": g})
+            assert vn.gradcheck.array_rel_error(w, w_ref) < 1e-7, f"step {t}: your p differs from vn.Adam's"
+        best = loss(np.linalg.lstsq(A, y, rcond=None)[0])            # the least-squares minimum
+        print(f"loss {start:.4f} -> {loss(w):.4f} in 100 steps (minimum {best:.4f}); the same steps as vn.Adam")
+        assert loss(w) - best < 1e-3 * (start - best)
+        ### BEGIN HIDDEN TESTS
+        assert vn.gradcheck.array_rel_error(m, reference.m["w"]) < 1e-7
+        assert vn.gradcheck.array_rel_error(v, reference.v["w"]) < 1e-7
+        p2 = rng.standard_normal((4, 5))
+        g2 = rng.standard_normal((4, 5))
+        m2, v2 = np.zeros_like(p2), np.zeros_like(p2)
+        before = p2.copy()
+        yours(p2, g2, m2, v2, 1, lr=0.01, b1=0.8, b2=0.99, eps=1e-6)
+        # the first step moves every parameter by about lr against the sign of its gradient
+        assert np.allclose(before - p2, 0.01 * g2 / (np.abs(g2) + 1e-6), rtol=1e-9, atol=0)
+        # a VAE trained 20 steps with your Adam and with vn.Adam: the same parameters
+        twins = [vn.VAE(input_dim=12, hidden_dims=(8,), latent_dim=3, dtype="float64", seed=0) for _ in range(2)]
+        states = {k: (np.zeros_like(v), np.zeros_like(v)) for k, v in twins[0].params.items()}
+        reference = vn.Adam(twins[1].params, lr=0.01)
+        x_v, eps_v = rng.random((20, 12)), rng.standard_normal((20, 20, 3))
+        for t in range(1, 21):
+            for model in twins:
+                model.forward(x_v, eps=eps_v[t - 1])
+                model.backward()
+            for k in twins[0].params:
+                yours(twins[0].params[k], twins[0].grads[k], *states[k], t, lr=0.01)
+            reference.step(twins[1].grads)
+        for k in twins[0].params:
+            assert vn.gradcheck.array_rel_error(twins[0].params[k], twins[1].params[k]) < 1e-9, k
+        ### END HIDDEN TESTS
+    '''),
+    md(r'''
+    The package's two versions: the NumPy twin (one operation per line, each a pass over memory with a
+    temporary) and the Numba loop (one pass). The scalars arrive already cast to the arrays' dtype: a float64
+    scalar in a float32 loop would make Numba compute in float64 and lose the SIMD speed-up.
     '''),
     code('''
         print(inspect.getsource(_kernels.adam_update_np))
@@ -109,56 +180,6 @@ CELLS = [
         for name, s in seconds.items():
             print(f"{name}: {s * 1e3:6.2f} ms per step over {P:,} parameters ({P * 16 / s / 1e9:.1f} GB/s)")
         assert agree < 1e-6
-    '''),
-    md(r'''
-    ### Exercise 1 (graded): an Adam step
-
-    Write the reference twin: `adam_step(p, g, m, v, t, lr, b1, b2, eps)` updates the parameters `p` and the
-    moment estimates `m`, `v` **in place** (arrays of one shape), given the gradient `g` and the step number
-    `t` (1 for the first step). The test runs it on a small least-squares problem whose gradient it takes by
-    finite differences (`vn.gradcheck.numerical_gradient`), side by side with `vn.Adam`.
-    '''),
-    solution("nb06-adam", '''
-        def adam_step(p, g, m, v, t, lr=1e-3, b1=0.9, b2=0.999, eps=1e-8):
-            """One Adam update of p, m and v in place; t is the step number, starting at 1."""
-            ### BEGIN SOLUTION
-            m *= b1
-            m += (1 - b1) * g
-            v *= b2
-            v += (1 - b2) * g * g
-            m_hat = m / (1 - b1 ** t)
-            v_hat = v / (1 - b2 ** t)
-            p -= lr * m_hat / (np.sqrt(v_hat) + eps)
-            ### END SOLUTION
-    '''),
-    tests("nb06-adam-tests", 3, '''
-        rng = np.random.default_rng(0)
-        A, y = rng.standard_normal((8, 3)), rng.standard_normal(8)
-        loss = lambda w: 0.5 * np.sum((A @ w - y) ** 2)
-        w = rng.standard_normal(3)
-        w_ref = w.copy()
-        m, v = np.zeros(3), np.zeros(3)
-        reference = vn.Adam({"w": w_ref}, lr=0.1)
-        start = loss(w)
-        for t in range(1, 101):
-            g = vn.gradcheck.numerical_gradient(loss, w.copy())
-            adam_step(w, g, m, v, t, lr=0.1)
-            reference.step({"w": g})
-            assert vn.gradcheck.array_rel_error(w, w_ref) < 1e-7, f"step {t}: your p differs from vn.Adam's"
-        best = loss(np.linalg.lstsq(A, y, rcond=None)[0])            # the least-squares minimum
-        print(f"loss {start:.4f} -> {loss(w):.4f} in 100 steps (minimum {best:.4f}); the same steps as vn.Adam")
-        assert loss(w) - best < 1e-3 * (start - best)
-        ### BEGIN HIDDEN TESTS
-        assert vn.gradcheck.array_rel_error(m, reference.m["w"]) < 1e-7
-        assert vn.gradcheck.array_rel_error(v, reference.v["w"]) < 1e-7
-        p2 = rng.standard_normal((4, 5))
-        g2 = rng.standard_normal((4, 5))
-        m2, v2 = np.zeros_like(p2), np.zeros_like(p2)
-        before = p2.copy()
-        adam_step(p2, g2, m2, v2, 1, lr=0.01, b1=0.8, b2=0.99, eps=1e-6)
-        # the first step moves every parameter by about lr against the sign of its gradient
-        assert np.allclose(before - p2, 0.01 * g2 / (np.abs(g2) + 1e-6), rtol=1e-9, atol=0)
-        ### END HIDDEN TESTS
     '''),
     md(r'''
     ## Profiling an epoch
