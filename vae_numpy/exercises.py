@@ -3,7 +3,7 @@
 A graded test cell of a tutorial runs the student's function inside :func:`own_work`, naming the functions and
 classes of vae_numpy that already compute the answer::
 
-    with exercises.own_work("layers.dense_backward", "VAE", "Autoencoder", *exercises.FINITE_DIFFERENCES):
+    with exercises.own_work(*exercises.DENSE_BACKWARD, *exercises.MODELS, *exercises.FINITE_DIFFERENCES):
         dx, dW, db = dense_backward(dout, (x, W))
 
 While the block runs, each named function, every method of each named class, and each named Numba kernel
@@ -34,9 +34,11 @@ from .errors import ConfigError
 
 # the finite-difference helpers: a backward pass "computed" by differencing the forward is not a backward pass
 FINITE_DIFFERENCES = ("gradcheck.numerical_gradient", "gradcheck.numerical_gradient_array",
-                      "gradcheck.check_function", "gradcheck.check_model")
+                      "gradcheck.check_function", "gradcheck.check_model", "nn.check_layer")
 # the models, whose forward/backward compute every gradient of a network at once
 MODELS = ("VAE", "Autoencoder")
+# every backward of a dense layer: the function, the layer classes, and a stack of layers
+DENSE_BACKWARD = ("layers.dense_backward", "layers.Dense", "nn.Dense", "nn.Sequential")
 
 _PACKAGE = "vae_numpy"
 _KEEP = frozenset({"__repr__", "__str__", "__getattr__", "__getattribute__", "__setattr__", "__del__",

@@ -65,7 +65,7 @@ CELLS = [
             return dx, dW, db
     '''),
     tests("nb02-dense-backward-tests", 3, '''
-        yours = exercises.graded(dense_backward, "layers.dense_backward", "layers.Dense", *exercises.MODELS,
+        yours = exercises.graded(dense_backward, *exercises.DENSE_BACKWARD, *exercises.MODELS,
                                  *exercises.FINITE_DIFFERENCES)
         rng = np.random.default_rng(0)
         x, W, b = rng.standard_normal((4, 5)), rng.standard_normal((5, 3)), rng.standard_normal(3)
@@ -190,7 +190,7 @@ CELLS = [
             ### END SOLUTION
     '''),
     tests("nb02-ae-backprop-tests", 4, '''
-        banned = ("layers.dense_backward", "layers.Dense", *exercises.MODELS, *exercises.FINITE_DIFFERENCES)
+        banned = (*exercises.DENSE_BACKWARD, *exercises.MODELS, *exercises.FINITE_DIFFERENCES)
         forward, backward = exercises.graded(ae_forward, *banned), exercises.graded(ae_backward, *banned)
         ae = vn.Autoencoder(input_dim=12, hidden_dims=(8,), latent_dim=3, dtype="float64", seed=0)
         x = np.random.default_rng(2).random((5, 12))

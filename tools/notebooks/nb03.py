@@ -283,7 +283,7 @@ CELLS = [
             ### END SOLUTION
     '''),
     tests("nb03-vae-backprop-tests", 5, '''
-        banned = ("layers.dense_backward", "layers.Dense", "sampling.reparameterize_backward",
+        banned = (*exercises.DENSE_BACKWARD, "sampling.reparameterize_backward",
                   "losses.gaussian_kl_backward", "kernels.reparam_kl_backward", *exercises.MODELS,
                   *exercises.FINITE_DIFFERENCES)
         forward, backward = exercises.graded(vae_forward, *banned), exercises.graded(vae_backward, *banned)

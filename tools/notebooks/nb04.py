@@ -196,7 +196,7 @@ CELLS = [
             ### END SOLUTION
     '''),
     tests("nb04-decoder-grad-tests", 4, '''
-        banned = ("layers.dense_backward", "layers.Dense", *exercises.MODELS, *exercises.FINITE_DIFFERENCES)
+        banned = (*exercises.DENSE_BACKWARD, *exercises.MODELS, *exercises.FINITE_DIFFERENCES)
         yours = exercises.graded(code_objective_and_grad, *banned)
         small = vn.VAE(input_dim=12, hidden_dims=(8,), latent_dim=3, dtype="float64", seed=0)
         rng = np.random.default_rng(0)
