@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+import vae_numpy as vn
 from vae_numpy import exercises
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -222,3 +223,72 @@ def test_solution_passes_stub_and_delegation_fail(module, grade_id, monkeypatch)
         with pytest.raises(exercises.NotYourOwnWork, match="write this yourself"):
             _run(module, before, answer, tests)
     assert not exercises._ACTIVE                                    # every block closed, everything restored
+
+
+# ------------------------------------------------------------------------------------- own_work itself
+def test_own_work_refuses_every_alias_and_restores_everything():
+    import numpy as np
+
+    from vae_numpy import _kernels, layers
+    from vae_numpy.layers import dense_backward as alias
+    kernel = _kernels.K.adam_update                       # a Numba dispatcher (or the NumPy twin), held by us
+    answer = lambda p, g, m, v, *s, _k=kernel: _k(p, g, m, v, *s)      # noqa: E731  (held in a default)
+    held = exercises.graded(answer, "kernels.adam_update")
+    x, W, dout = np.ones((2, 3)), np.ones((3, 4)), np.ones((2, 4))
+    args = [np.ones(3) for _ in range(4)] + [np.float64(0.1)] * 6
+    calls = {"vn.layers": lambda: vn.layers.dense_backward(dout, (x, W)), "alias": lambda: alias(dout, (x, W)),
+             "model": lambda: vn.VAE(4, (3,), 2),
+             "Adam": lambda: vn.Adam({"w": np.ones(3)}).step({"w": np.ones(3)}),
+             "held kernel": lambda: held(*args), "numpy twin": lambda: _kernels.NUMPY.adam_update(*args),
+             "finite differences": lambda: vn.gradcheck.numerical_gradient(lambda v: float(v.sum()), np.ones(2))}
+    with exercises.own_work("layers.dense_backward", *exercises.MODELS, "kernels.adam_update",
+                            *exercises.FINITE_DIFFERENCES) as block:
+        for name, call in calls.items():
+            with pytest.raises(exercises.NotYourOwnWork, match="write this yourself"):
+                call()
+            assert block.refused, name
+        block.refused.clear()
+        assert layers.dense_forward(x, W, np.zeros(4))[0].shape == (2, 4)     # what is not named still works
+    assert alias(dout, (x, W))[1].sum() == 24 and kernel is _kernels.K.adam_update
+    assert answer.__kwdefaults__["_k"] is kernel                        # the default argument is back
+    assert vn.VAE(4, (3,), 2).n_params > 0 and not exercises._ACTIVE
+
+
+def test_own_work_fails_a_caught_refusal_and_restores_after_an_error():
+    import numpy as np
+    x, W, dout = np.ones((2, 3)), np.ones((3, 4)), np.ones((2, 4))
+    with pytest.raises(exercises.NotYourOwnWork, match="caught"):
+        with exercises.own_work("layers.dense_backward"):
+            try:
+                vn.layers.dense_backward(dout, (x, W))
+            except Exception:
+                pass
+    with pytest.raises(ZeroDivisionError):
+        with exercises.own_work("layers.dense_backward"):
+            raise ZeroDivisionError
+    assert vn.layers.dense_backward(dout, (x, W))[1].sum() == 24
+    graded = exercises.graded(lambda: vn.layers.dense_backward(dout, (x, W)), "layers.dense_backward")
+    with pytest.raises(exercises.NotYourOwnWork):
+        graded()
+    assert vn.layers.dense_backward(dout, (x, W))[1].sum() == 24
+
+
+def test_own_work_names_what_exists():
+    with pytest.raises(vn.ConfigError, match="no 'nope'"):
+        exercises.own_work("layers.nope")
+    with pytest.raises(vn.ConfigError, match="no kernel"):
+        exercises.own_work("kernels.nope")
+    with pytest.raises(vn.ConfigError, match="module"):
+        exercises.own_work("layers")
+    for name in (*exercises.FINITE_DIFFERENCES, *exercises.MODELS, *exercises.DENSE_BACKWARD):
+        exercises.own_work(name)                              # every name in the shared lists resolves
+
+
+def test_print_epoch_says_kl_only_for_a_vae(capsys):
+    from vae_numpy import tutorial
+    record = {"epoch": 1, "train_loss": 100.0, "reconstruction": 90.0, "kl": 10.0, "val_loss": 99.0, "seconds": 1.0}
+    tutorial.print_epoch(vn.VAE(4, (3,), 2), [record])
+    tutorial.print_epoch(vn.Autoencoder(4, (3,), 2), [{**record, "kl": 0.0, "reconstruction": 100.0}])
+    vae_line, ae_line = capsys.readouterr().out.splitlines()
+    assert "KL  10.00" in vae_line and "test" in vae_line
+    assert "KL" not in ae_line and "train   100.00" in ae_line

@@ -11,7 +11,8 @@ raises :class:`NotYourOwnWork` ("write this yourself: ..."), however the student
 through ``from vae_numpy.layers import dense_backward``, through a model built earlier or a variable holding
 the kernel. A refusal that the student's code catches still fails the block when it ends. Everything is back as
 it was when the block ends, also after an error. :func:`graded` wraps a function so that each call runs inside
-the block (for ``vn.gradcheck.check_function``'s backward).
+the block (for ``vn.gradcheck.check_function``'s backward), and also looks for the named kernels in that
+function's globals, default arguments and closure.
 
 Names are resolved inside the package: ``"layers.dense_backward"`` (also ``"vn.layers.dense_backward"`` or
 ``"vae_numpy.layers.dense_backward"``), ``"VAE"``, ``"Adam.step"``, ``"tutorial.LinearGaussian.elbo_grad"``;
@@ -140,9 +141,10 @@ class own_work:  # noqa: N801  (used as a context manager, like contextlib's)
     Raises :class:`NotYourOwnWork` from the call, and again when the block ends if the code caught it.
     """
 
-    def __init__(self, *names):
-        self.names = names
-        self._resolved = [_resolve(n) for n in names]         # a stale name fails here, before anything changes
+    def __init__(self, *names, student=None, _resolved=None):
+        self.names, self.student = names, student
+        # a stale name fails here, before anything changes
+        self._resolved = [_resolve(n) for n in names] if _resolved is None else _resolved
         self.refused = []
         self._swapped, self._replaced = [], []
 
@@ -170,17 +172,34 @@ class own_work:  # noqa: N801  (used as a context manager, like contextlib's)
         namespaces += [vars(v) for ns in namespaces[:] for v in list(ns.values())
                        if isinstance(v, types.SimpleNamespace)]
         namespaces.append(caller)
+        student = self.student if isinstance(self.student, types.FunctionType) else None
+        if student is not None:
+            namespaces.append(student.__globals__)
         for ns in namespaces:
             for key, value in list(ns.items()):
                 if value is target:
-                    self._replaced.append((ns, key, value))
+                    self._replaced.append((ns.__setitem__, key, value))
                     ns[key] = stand_in
+        if student is not None:                    # held in a default argument or a closure of the answer
+            for cell in student.__closure__ or ():
+                if cell.cell_contents is target:
+                    self._replaced.append((lambda _, v, c=cell: setattr(c, "cell_contents", v), None, target))
+                    cell.cell_contents = stand_in
+            if student.__defaults__ and any(d is target for d in student.__defaults__):
+                old = student.__defaults__
+                self._replaced.append((lambda _, v, f=student: setattr(f, "__defaults__", v), None, old))
+                student.__defaults__ = tuple(stand_in if d is target else d for d in old)
+            kw = student.__kwdefaults__ or {}
+            for key, value in list(kw.items()):
+                if value is target:
+                    self._replaced.append((kw.__setitem__, key, value))
+                    kw[key] = stand_in
 
     def _restore(self):
         for fn, code in reversed(self._swapped):
             fn.__code__ = code
-        for ns, key, value in reversed(self._replaced):
-            ns[key] = value
+        for put, key, value in reversed(self._replaced):
+            put(key, value)
         self._swapped, self._replaced = [], []
 
     def __exit__(self, exc_type, exc, tb):
@@ -194,10 +213,10 @@ class own_work:  # noqa: N801  (used as a context manager, like contextlib's)
 
 def graded(function, *names):
     """`function` wrapped so that every call runs inside ``own_work(*names)``."""
-    own_work(*names)                                       # check the names now
+    resolved = own_work(*names)._resolved                  # check the names, and find the objects, now
 
     def run(*args, **kwargs):
-        with own_work(*names):
+        with own_work(*names, student=function, _resolved=resolved):
             return function(*args, **kwargs)
 
     run.__name__ = getattr(function, "__name__", "graded")

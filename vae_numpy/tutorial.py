@@ -92,11 +92,15 @@ def load_mnist(n_train=None, n_test=None, name=None, dtype="float32", download=T
 
 
 def print_epoch(model, history):
-    """A :func:`vae_numpy.train` callback that prints one line per epoch (the notebooks train without a bar)."""
+    """A :func:`vae_numpy.train` callback that prints one line per epoch (the notebooks train without a bar).
+
+    A VAE's line splits the training loss into reconstruction and KL; an autoencoder has no KL term, and its
+    line says only its loss (-log p(x | h) with h the code).
+    """
     r = history[-1]
-    val = "" if r.get("val_loss") is None else f"  val {r['val_loss']:8.2f}"
-    print(f"epoch {r['epoch']:3d}  train {r['train_loss']:8.2f}  (reconstruction {r['reconstruction']:7.2f}, "
-          f"KL {r['kl']:6.2f}){val}  {r['seconds']:5.1f} s")
+    val = "" if r.get("val_loss") is None else f"  test {r['val_loss']:8.2f}"
+    parts = (f"  (reconstruction {r['reconstruction']:7.2f}, KL {r['kl']:6.2f})" if model.kind == "vae" else "")
+    print(f"epoch {r['epoch']:3d}  train {r['train_loss']:8.2f}{parts}{val}  {r['seconds']:5.1f} s")
 
 
 # ------------------------------------------------------------------------------- an exact model (01)

@@ -7,7 +7,8 @@ CELLS = [
     # 02 · An autoencoder from scratch
 
     Before the VAE, its deterministic skeleton. An autoencoder compresses an image $x \in [0, 1]^{784}$ into a
-    short code $z$ and decodes it back; both halves are stacks of dense layers:
+    short code $h$ (the lecture's letter for the latent variable, used in every notebook) and decodes it back;
+    both halves are stacks of dense layers:
 
     $$a = x W + b, \qquad y = \mathrm{relu}(a) = \max(a, 0).$$
 
@@ -140,7 +141,7 @@ CELLS = [
     | layer | shape of W | activation after it |
     |---|---|---|
     | `enc1` | (D, H) | relu |
-    | `enc_z` | (H, Z) | linear: the code z |
+    | `enc_z` | (H, Z) | linear: the code h |
     | `dec1` | (Z, H) | relu |
     | `dec_out` | (H, D) | linear: the logits |
 
@@ -233,10 +234,11 @@ CELLS = [
     ## Training on MNIST
 
     The training loop is four lines: forward, backward, an optimizer step, repeat over minibatches. Here it is
-    written out for one pass over the data, with `vn.Adam`; `vn.train` does the same with shuffling, a
-    validation set, a history and a divergence guard. In fast mode (`VAE_NUMPY_FAST=1`) the data are a
-    thousand digits and one epoch; otherwise all of MNIST (downloaded once, or the 5,000 digits embedded in the
-    package when offline) for 20 epochs.
+    written out for the first pass over the data, with `vn.Adam`; `vn.train` then does the same for the further
+    epochs, with shuffling, a validation set, a history and a divergence guard (its epochs are numbered from 1
+    again). In fast mode (`VAE_NUMPY_FAST=1`) the data are a thousand digits, one pass written out and one
+    more by `vn.train`; otherwise all of MNIST (downloaded once, or the 5,000 digits embedded in the package
+    when offline), one pass written out and nine by `vn.train`: ten in all, as the cells print.
     '''),
     code('''
         data = tutorial.load_mnist(n_train=tutorial.pick(fast=1000, full=None),
@@ -248,15 +250,19 @@ CELLS = [
         n_steps = -(-len(data.x_train) // batch_size)
         for i, start in enumerate(range(0, len(data.x_train), batch_size)):
             xb = data.x_train[start:start + batch_size]
-            loss = ae.forward(xb)            # mean -log p(x | z) over the batch, in nats
+            loss = ae.forward(xb)            # mean -log p(x | h) over the batch, in nats
             ae.backward()                    # fills ae.grads
             opt.step(ae.grads)               # updates ae.params in place
             if i % max(1, n_steps // 8) == 0 or i == n_steps - 1:
                 print(f"step {i:3d} of {n_steps}: loss {loss:7.2f} nats")
     '''),
     code('''
-        history = vn.train(ae, data.x_train, data.x_test, epochs=tutorial.pick(fast=1, full=20), optimizer=opt,
+        more_epochs = tutorial.pick(fast=1, full=9)
+        history = vn.train(ae, data.x_train, data.x_test, epochs=more_epochs, optimizer=opt,
                            progress=False, callbacks=[tutorial.print_epoch])
+        print(f"{1 + len(history)} passes over the {len(data.x_train):,} training images in all: "
+              f"one written out above, {len(history)} by vn.train")
+        assert len(history) == more_epochs
     '''),
     code('''
         x_in, x_out = vn.explore.reconstructions(ae, data.x_test[:10])

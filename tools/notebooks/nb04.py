@@ -30,13 +30,14 @@ CELLS = [
       same size.
 
     Three models are trained first: a VAE and an autoencoder with $Z = 16$, and a VAE with $Z = 2$. In fast mode
-    they see a thousand digits for one epoch each (the pictures are then rough); otherwise all of MNIST.
+    they see a thousand digits for one epoch each (the pictures are then rough); otherwise all of MNIST for 10
+    epochs each, where the pictures have settled. Every cell below reuses these three models.
     '''),
     imports("exercises", inspect=False, pyplot=False),
     code('''
         data = tutorial.load_mnist(n_train=tutorial.pick(fast=1000, full=None),
                                    n_test=tutorial.pick(fast=500, full=None))
-        epochs, hidden = tutorial.pick(fast=1, full=30), tutorial.pick(fast=(256,), full=(400,))
+        epochs, hidden = tutorial.pick(fast=1, full=10), tutorial.pick(fast=(256,), full=(400,))
         print(data, f"; {epochs} epoch(s), hidden layers {hidden}")
         models = {"vae": vn.VAE(hidden_dims=hidden, latent_dim=16, seed=0),
                   "ae": vn.Autoencoder(hidden_dims=hidden, latent_dim=16, seed=0),
@@ -94,8 +95,13 @@ CELLS = [
 
     Blending two images pixel by pixel superimposes them; walking between their codes passes through digits.
     Why spherical? In $Z$ dimensions a draw from $\mathcal{N}(0, I)$ has a norm close to $\sqrt{Z}$, so the
-    prior's mass sits on a shell, and the straight line between two codes on the shell dips inside it, towards
-    the origin, where the decoder saw few codes. Slerp keeps the norm.
+    prior's mass sits on a shell, and the straight line between two points of the shell cuts through it, towards
+    the origin, where the decoder saw few codes: its midpoint has norm $\lVert h_a + h_b \rVert / 2$, less than
+    the mean of the two norms (the triangle inequality), the more so the wider the angle $\Omega$. Slerp follows
+    the arc instead: its midpoint is the line's pushed outwards by $1/\cos(\Omega/2)$, and between two codes of
+    **equal** norm it keeps that norm all the way. Between codes of different norms (the usual case: an
+    encoder's means do not sit exactly on the prior's shell, as the printed norms show) its norm moves from one
+    to the other. The next cell measures both paths and checks these three facts.
     '''),
     code('''
         a = 0
@@ -110,24 +116,33 @@ CELLS = [
         spherical = vn.explore.slerp(h_a, h_b, t)
         print(f"sqrt(Z) = {np.sqrt(16):.2f}; norm of random prior draws: "
               f"{np.linalg.norm(np.random.default_rng(0).standard_normal((1000, 16)), axis=1).mean():.2f}")
-        print("norm along the straight line:", np.round(np.linalg.norm(straight, axis=1), 2))
-        print("norm along the slerp path:   ", np.round(np.linalg.norm(spherical, axis=1), 2))
-        assert np.linalg.norm(spherical, axis=1).min() >= np.linalg.norm(straight, axis=1).min() - 1e-9
+        norm_line, norm_arc = np.linalg.norm(straight, axis=1), np.linalg.norm(spherical, axis=1)
+        print(f"norms of the two codes: {np.linalg.norm(h_a):.2f} and {np.linalg.norm(h_b):.2f}")
+        print("norm along the straight line:", np.round(norm_line, 2))
+        print("norm along the slerp path:   ", np.round(norm_arc, 2))
+        omega = np.arccos(h_a @ h_b / (np.linalg.norm(h_a) * np.linalg.norm(h_b)))
+        print(f"angle between the codes {np.degrees(omega):.0f} degrees; at t = 0.5 the arc is "
+              f"{norm_arc[4] / norm_line[4]:.2f} x as far from the origin as the line")
+        assert norm_line[4] < (np.linalg.norm(h_a) + np.linalg.norm(h_b)) / 2           # the line cuts inwards
+        assert np.isclose(norm_arc[4], norm_line[4] / np.cos(omega / 2))                # the arc, pushed out
+        h_b_same = h_b * np.linalg.norm(h_a) / np.linalg.norm(h_b)                      # equal norms: kept
+        assert np.allclose(np.linalg.norm(vn.explore.slerp(h_a, h_b_same, t), axis=1), np.linalg.norm(h_a))
     '''),
     md(r'''
     ## The 2-D latent space: map and manifold
 
-    With $Z = 2$ the codes can be drawn directly. Each digit class occupies a region, and the regions tile the
-    plane around the origin with no large gaps, because the KL term pulls every code towards
+    With $Z = 2$ the codes can be drawn directly: the axes are the two latent coordinates, `h0` and `h1`
+    (numbered from 0, as the arrays and the traversal rows are). Each digit class occupies a region, and the
+    regions tile the plane around the origin with no large gaps, because the KL term pulls every code towards
     $\mathcal{N}(0, I)$. (For $Z > 2$, `latent_map` projects the codes on their first two principal axes.)
     '''),
     code('''
         vn.plots.latent_map_figure(vn.explore.latent_map(vae2, data.x_test, data.y_test))
     '''),
     md(r'''
-    The manifold decodes a grid over the prior: equal steps of probability mass, $h_i = \Phi^{-1}(q_i)$ with
-    $q_i$ from 0.05 to 0.95, as in Kingma & Welling's figure 4. Every point of the grid decodes to something
-    digit-like, and neighbouring points to similar images.
+    The manifold decodes a grid over the prior, `h0` to the right and `h1` upwards: equal steps of probability
+    mass, $h_i = \Phi^{-1}(q_i)$ with $q_i$ from 0.05 to 0.95, as in Kingma & Welling's figure 4. Every point of
+    the grid decodes to something digit-like, and neighbouring points to similar images.
     '''),
     code('''
         vn.plots.manifold_figure(vn.explore.manifold(vae2, n=15))
