@@ -33,8 +33,9 @@ CELLS = [
 
     $\mu$ and $\log\sigma^2$ feed both $h$ and the KL, so their gradients are the sums of the two paths.
 
-    You will write the reparameterization's backward pass and the KL with its gradient (graded by finite
-    differences), check the whole VAE's gradient, and train it on MNIST.
+    You will write the reparameterization's backward pass, the KL with its gradient, and then the whole VAE's
+    forward and backward pass from the pieces (each graded by finite differences), check the package's VAE the
+    same way, and train it on MNIST.
     '''),
     imports("exercises", pyplot=False),
     md(r'''
