@@ -240,6 +240,7 @@ def test_own_work_refuses_every_alias_and_restores_everything():
              "model": lambda: vn.VAE(4, (3,), 2),
              "Adam": lambda: vn.Adam({"w": np.ones(3)}).step({"w": np.ones(3)}),
              "held kernel": lambda: held(*args), "numpy twin": lambda: _kernels.NUMPY.adam_update(*args),
+             "the jitted loop as Python": lambda: _kernels._adam_update_nb(*args),
              "finite differences": lambda: vn.gradcheck.numerical_gradient(lambda v: float(v.sum()), np.ones(2))}
     with exercises.own_work("layers.dense_backward", *exercises.MODELS, "kernels.adam_update",
                             *exercises.FINITE_DIFFERENCES) as block:

@@ -92,6 +92,7 @@ def _resolve(name):
         kernel = path.removeprefix("kernels.")
         found = [getattr(ns, kernel) for ns in (kernels.NUMPY, kernels.NUMBA) if ns is not None
                  and hasattr(ns, kernel)]
+        found += [f.py_func for f in found if isinstance(getattr(f, "py_func", None), types.FunctionType)]
         if not found:
             raise ConfigError(f"{name!r}: vae_numpy._kernels has no kernel {kernel!r}; "
                               f"choose from {', '.join(kernels.KERNEL_NAMES)}")
