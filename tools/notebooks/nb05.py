@@ -121,12 +121,12 @@ CELLS = [
     md(r'''
     ## Forcing a collapse
 
-    Posterior collapse is easiest to see at its extreme, the sweep's largest $\beta$. Most dimensions carry (next
-    to) nothing, and the few that remain carry a few nats in all (the cell prints them, beside $\beta = 1$'s):
-    enough to tell the rough shape of a digit, not its details. The reconstructions are blurred, and they differ
-    from one another far less than the inputs do: the cell measures the spread across images, pixel by pixel,
-    of the inputs and of each model's reconstructions. How many digits stay recognizable depends on the run (in
-    fast mode the models have seen a thousand images once); the blur and the shrunken spread do not.
+    Posterior collapse is easiest to see at its extreme, the sweep's largest $\beta$. Most dimensions, or all,
+    carry next to nothing, and the whole code carries at most a few nats (the cell prints them, beside $\beta =
+    1$'s): enough for the rough shape of a digit at best, never its details. The reconstructions are blurred, and
+    they differ from one another far less than the inputs do: the cell measures the spread across images, pixel by
+    pixel, of the inputs and of each model's reconstructions. How many digits stay recognizable depends on the run
+    (in fast mode the models have seen a thousand images once); the blur and the shrunken spread do not.
     '''),
     code('''
         collapsed, plain = sweep[-1].model, next(r.model for r in sweep if r.beta == 1.0)
