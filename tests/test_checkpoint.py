@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import vae_numpy as vn
+from vae_numpy import _atomic as atomic
 from vae_numpy import checkpoint as ck
 from vae_numpy.cli import main
 
@@ -98,8 +99,8 @@ def test_a_failed_replace_keeps_the_old_file_and_leaves_no_temporary(tmp_path, m
     def broken(src, dst):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(ck.os, "replace", broken)
-    with pytest.raises(OSError, match="No space"):
+    monkeypatch.setattr(atomic.os, "replace", broken)
+    with pytest.raises(vn.WriteError, match="no space left writing .*model.npz"):
         model.save(path)
     assert path.read_bytes() == before and temporaries(tmp_path) == []
 

@@ -19,7 +19,7 @@ plots.py, cli.py.
 
 from . import datasets, evaluation, gradcheck, iwae, layers, losses, sampling
 from .checkpoint import load_checkpoint, load_model, save_model
-from .errors import CheckpointError, ConfigError, DataError, TrainingDiverged, VAENumpyError
+from .errors import CheckpointError, ConfigError, DataError, TrainingDiverged, VAENumpyError, WriteError
 from .evaluation import evaluate
 from .models import VAE, Autoencoder
 from .optim import SGD, Adam
@@ -48,6 +48,7 @@ __all__ = [
     "VAE", "Autoencoder", "Adam", "SGD",
     "train", "resume", "evaluate", "evaluation", "save_model", "load_model", "load_checkpoint",
     "VAENumpyError", "ConfigError", "DataError", "CheckpointError", "TrainingDiverged",
+    "WriteError",
     "datasets", "gradcheck", "iwae", "layers", "losses", "sampling", "explore", "plots",
     "__version__",
 ]

@@ -35,6 +35,7 @@ from .nn import Dense, Layer, Sequential, flat_buffers, from_config
 LIKELIHOODS = ("bernoulli", "gaussian")
 DEFAULT_HIDDEN = (400,)   # the MLP's default widths; compared by identity to tell "not given" from a choice
 HIDDEN_ACTIVATIONS = tuple(a for a in ACTIVATIONS if a != "linear")
+MAX_PARAMS = 2 ** 28   # 1 GiB of float32 (params, grads and Adam's m, v: 4 GiB): far above any model here
 
 
 def _check_hidden_dims(hidden_dims):
@@ -48,6 +49,43 @@ def _check_hidden_dims(hidden_dims):
     for h in dims:
         check_int("each of hidden_dims", h)
     return tuple(int(h) for h in dims)
+
+
+def param_shapes(config) -> dict:
+    """The parameters a ``model.config()`` implies: name -> shape, in build order, computed without allocating.
+
+    The one place the checkpoint loader and the command line ask (every arch: ``kind`` picks VAE or
+    Autoencoder, whose ``plan(**rest)`` builds the layers' shapes only). The checkpoint loader checks every
+    stored array's header against it before reading any data; the CLI checks the size before building.
+
+    Raises
+    ------
+    ConfigError
+        An unknown kind, arguments the model refuses, or more than MAX_PARAMS parameters in all (the message
+        gives the count).
+    """
+    from .models import VAE, Autoencoder
+    kinds = {"vae": VAE, "ae": Autoencoder}
+    if not isinstance(config, dict):
+        raise ConfigError(f"config={config!r} must be a dict, as model.config() returns")
+    kind = config.get("kind")
+    if kind not in kinds:
+        raise ConfigError(f"the config's kind {kind!r} is unknown; expected 'vae' or 'ae'")
+    try:
+        shapes = kinds[kind].plan(**{k: v for k, v in config.items() if k != "kind"})
+    except TypeError as exc:
+        raise ConfigError(f"the config does not fit {kinds[kind].__name__} ({exc})") from None
+    check_param_count(sum(int(np.prod(s, dtype=object)) for s in shapes.values()))
+    return shapes
+
+
+def check_param_count(n: int) -> int:
+    """n parameters must be at most MAX_PARAMS (a ConfigError naming n and the bound otherwise)."""
+    if n > MAX_PARAMS:
+        raise ConfigError(f"the model would have {n:,} parameters ({4 * n / 2**30:,.1f} GiB in float32, four "
+                          f"times that to train); at most {MAX_PARAMS:,} are allowed: choose smaller "
+                          "hidden_dims / latent_dim")
+    return n
 
 
 def _as_layer(name, stack):
@@ -165,7 +203,12 @@ class Network:
         if getattr(self, "_plan_only", False):   # plan(): the shapes, nothing allocated
             self._planned = shapes
             return
-        self._flat_params, self._flat_grads, self.params, self.grads = flat_buffers(shapes, self.dtype)
+        n = check_param_count(sum(int(np.prod(s, dtype=object)) for s in shapes.values()))
+        try:
+            self._flat_params, self._flat_grads, self.params, self.grads = flat_buffers(shapes, self.dtype)
+        except MemoryError:
+            raise ConfigError(f"not enough memory for {n:,} parameters ({2 * n * self.dtype.itemsize / 2**30:.1f} "
+                              "GiB with their gradients); choose smaller hidden_dims / latent_dim") from None
         for prefix, layer in self._parts:
             keys = {k: f"{prefix}.{k}" if prefix else k for k in layer.param_shapes()}
             layer.bind({k: self.params[n] for k, n in keys.items()}, {k: self.grads[n] for k, n in keys.items()})

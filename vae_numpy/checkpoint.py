@@ -9,17 +9,19 @@ Layout of the file (every entry a plain array; strings are 0-d unicode arrays):
     optim.<key>   optional: the optimizer's arrays, e.g. optim.m.enc1.W: (D, H)
     train_state   JSON, optional: {"epoch", "epochs", "history", "rng", "seed", "batch_size", "dataset", ...}
 
-Writing is atomic: the archive goes to a temporary file in the target's folder, is flushed and fsync'ed, then
-``os.replace`` puts it in place, so a crash or a kill half-way leaves the previous file untouched (at worst a
-hidden ``.<name>.*.tmp`` file stays behind). Reading uses ``np.load(allow_pickle=False)``: nothing is ever
-unpickled, and a garbage, truncated, pickle-bearing or foreign file raises :class:`CheckpointError`.
+Writing is atomic (:mod:`vae_numpy._atomic`): the archive goes to a temporary file in the target's folder, is
+flushed and fsync'ed, then ``os.replace`` puts it in place, so a crash, a kill or a full disk half-way leaves the
+previous file untouched. Reading (:mod:`vae_numpy._npz`) never unpickles and never trusts a size: member names
+and declared sizes are checked before any member is opened, the config is bounded (MAX_PARAMS parameters) and
+each array's .npy header is checked against :func:`vae_numpy._network.param_shapes` before its data is read.
+A garbage, truncated, pickle-bearing, foreign or crafted file raises :class:`CheckpointError`, naming it.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
+import lzma
+import math
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -27,6 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ._atomic import write_atomic
+from ._network import MAX_PARAMS, param_shapes
+from ._npz import MAX_HEADER, Archive, expect
+from ._validate import check_dtype
 from .errors import CheckpointError, ConfigError
 from .models import VAE, Autoencoder
 from .optim import SGD, Adam
@@ -34,6 +40,11 @@ from .optim import SGD, Adam
 FORMAT = "vae_numpy.checkpoint/1"
 KINDS = {"vae": VAE, "ae": Autoencoder}
 OPTIMIZERS = {"Adam": Adam, "SGD": SGD}
+OPTIMIZER_ARRAYS = {"Adam": ("m", "v"), "SGD": ("velocity",)}   # optim.<prefix>.<param name>, one per parameter
+_TEXTS = ("format", "config", "optim_meta", "train_state")
+MAX_CONFIG = 2 ** 16             # characters of the config or the optimizer's numbers (JSON)
+MAX_TRAIN_STATE = 2 ** 24        # characters of the training state (history: ~250 per epoch)
+MAX_MEMBER = 8 * MAX_PARAMS + MAX_HEADER   # the largest member a valid checkpoint can hold (float64)
 # what a config may hold (model.config() keys), per kind; anything else makes the file foreign
 _CONFIG_KEYS = {
     "vae": {"input_dim", "hidden_dims", "latent_dim", "likelihood", "beta", "activation", "dtype", "seed",
@@ -45,8 +56,8 @@ _CONFIG_KEYS = {
 _ARCH_KEYS = {"arch", "arch_options", "encoder", "decoder", "output"}
 for _keys in _CONFIG_KEYS.values():
     _keys |= _ARCH_KEYS
-_READ_ERRORS = (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, KeyError, TypeError,
-                UnicodeDecodeError)
+_READ_ERRORS = (zipfile.BadZipFile, zlib.error, lzma.LZMAError, ValueError, OSError, EOFError, KeyError,
+                TypeError, UnicodeDecodeError, NotImplementedError, RuntimeError)
 
 
 @dataclass
@@ -101,41 +112,8 @@ def save_model(model, path, optimizer=None, train_state=None):
         arrays["optim_meta"] = np.array(json.dumps({"class": type(optimizer).__name__, "state": numbers}))
     if train_state is not None:
         arrays["train_state"] = np.array(json.dumps(train_state))
-    _write_atomic(path, arrays)
+    write_atomic(path, lambda f: np.savez(f, **arrays), hint="free some space, or save elsewhere (--out)")
     return path
-
-
-def _write_atomic(path: Path, arrays: dict) -> None:
-    """np.savez into a temporary file beside `path`, fsync, then os.replace; the temporary goes on failure."""
-    folder = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
-        os.replace(tmp, path)
-    except BaseException:  # also KeyboardInterrupt: never leave a half-written file behind
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    try:  # make the rename itself durable (best effort: not every file system allows it)
-        dir_fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 # ------------------------------------------------------------------------------------------- load
@@ -159,6 +137,12 @@ def load_model(path):
 def load_checkpoint(path):
     """Read everything stored at `path`: the model, the optimizer (if saved) and the training state.
 
+    The archive is read without trusting it (see :mod:`vae_numpy._npz`): its member names and declared sizes
+    are checked before any member is opened, the config is bounded (at most MAX_PARAMS parameters) and every
+    array's .npy header is checked against the shapes the config implies (:func:`param_shapes`) before its
+    data is read. The training state is returned as stored; :func:`vae_numpy._train_state.check_train_state`
+    validates it when a run is resumed.
+
     Returns
     -------
     Checkpoint
@@ -174,89 +158,114 @@ def load_checkpoint(path):
         why = "is a folder, not a checkpoint file" if path.is_dir() else "does not exist"
         raise CheckpointError(f"checkpoint {str(path)!r} {why}; pass the model.npz of a training run")
     try:
-        entries = _read_entries(path)
+        with Archive(path, MAX_MEMBER) as ar:
+            return _decode(path, ar)
+    except MemoryError:
+        raise CheckpointError(f"{path}: not enough memory to load it (the config asks for "
+                              f"{_n_params_hint(path)}); load it on a larger machine") from None
     except _READ_ERRORS as exc:
+        if isinstance(exc, CheckpointError):
+            raise
         raise CheckpointError(f"{path}: not a readable vae_numpy checkpoint ({_describe(exc)}); it is corrupt, "
                               "truncated or of another kind") from None
-    return _decode(path, entries)
 
 
-def _read_entries(path: Path) -> dict:
-    """Every array of the archive, read eagerly with pickles refused."""
-    z = np.load(path, allow_pickle=False)
-    if not isinstance(z, np.lib.npyio.NpzFile):
-        raise ValueError("it is a single .npy array, not an .npz archive")
-    with z:
-        return {key: z[key] for key in z.files}
+def _n_params_hint(path):
+    try:
+        with Archive(path, MAX_MEMBER) as ar:
+            n = sum(math.prod(s) for s in param_shapes(json.loads(ar.text("config", MAX_CONFIG))).values())
+        return f"{n:,} parameters"
+    except Exception:   # only a hint for the message above
+        return "more than fits"
 
 
 def _describe(exc) -> str:
     text = str(exc).split("\n")[0] or type(exc).__name__
-    if "Object arrays" in text:
-        return "it holds object arrays, i.e. pickles, which are never loaded"
-    if "pickle" in text:
-        return "it is neither an .npz archive nor an .npy array, and it is never unpickled"
     return text
 
 
-def _text(path, entries, key, required=True):
-    if key not in entries:
+def _json(path, ar, key, max_chars, required=True):
+    if key not in ar.keys:
         if required:
             raise CheckpointError(f"{path}: the entry {key!r} is missing; the file is truncated or not a "
                                   "vae_numpy checkpoint")
         return None
-    value = entries[key]
-    if value.shape != () or value.dtype.kind != "U":
-        raise CheckpointError(f"{path}: the entry {key!r} should be a string, got {value.dtype} {value.shape}")
-    return str(value)
-
-
-def _json(path, entries, key, required=True):
-    text = _text(path, entries, key, required)
-    if text is None:
-        return None
     try:
-        value = json.loads(text)
+        value = json.loads(ar.text(key, max_chars))
+    except RecursionError:
+        raise CheckpointError(f"{path}: the entry {key!r} is nested too deeply to be ours") from None
     except ValueError as exc:
-        raise CheckpointError(f"{path}: the entry {key!r} is not valid JSON ({exc})") from None
+        raise CheckpointError(f"{path}: the entry {key!r} is not valid JSON ({_describe(exc)})") from None
     if not isinstance(value, dict):
         raise CheckpointError(f"{path}: the entry {key!r} should be a JSON object")
     return value
 
 
-def _decode(path: Path, entries: dict) -> Checkpoint:
-    if "format" not in entries:
+def _decode(path: Path, ar: Archive) -> Checkpoint:
+    keys = ar.keys
+    if "format" not in keys:
         raise CheckpointError(f"{path}: not a vae_numpy checkpoint (no 'format' entry; it holds "
-                              f"{', '.join(sorted(entries)[:6]) or 'nothing'})")
-    fmt = _text(path, entries, "format")
+                              f"{', '.join(sorted(keys)[:6]) or 'nothing'})")
+    strange = sorted(k for k in keys if k not in _TEXTS and not k.startswith(("param.", "optim.")))
+    if strange:
+        raise CheckpointError(f"{path}: unknown entries {strange[:5]} (not read); a vae_numpy checkpoint holds "
+                              "only format, config, param.*, optim_meta, optim.* and train_state")
+    fmt = ar.text("format", 100)
     if fmt != FORMAT:
         raise CheckpointError(f"{path}: format {fmt!r} is not supported (this vae-numpy reads {FORMAT!r}); "
                               "it was written by another program or another version")
-    model = build_model(_json(path, entries, "config"), path)
-    names = set(model.params)
-    stored = {k[len("param."):] for k in entries if k.startswith("param.")}
-    if stored != names:
-        missing, extra = sorted(names - stored), sorted(stored - names)
-        raise CheckpointError(f"{path}: the parameters do not match the config (missing {missing}, "
-                              f"unexpected {extra})")
+    config = _json(path, ar, "config", MAX_CONFIG)
+    kind = _check_config(config, path)
+    try:
+        shapes = param_shapes(config)
+        dtype = check_dtype(config.get("dtype", "float32"))
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: the config describes no valid model ({exc})") from None
+    meta = _json(path, ar, "optim_meta", MAX_CONFIG, required=False)
+    expected = {f"param.{name}": shape for name, shape in shapes.items()}
+    if meta is not None:
+        cls = meta.get("class")
+        if cls not in OPTIMIZERS or not isinstance(meta.get("state"), dict):
+            raise CheckpointError(f"{path}: optimizer {cls!r} is unknown; expected one of {', '.join(OPTIMIZERS)}")
+        for prefix in OPTIMIZER_ARRAYS[cls]:
+            expected.update({f"optim.{prefix}.{name}": shape for name, shape in shapes.items()})
+    arrays = keys - set(_TEXTS)
+    if arrays != set(expected):
+        missing, extra = sorted(set(expected) - arrays), sorted(arrays - set(expected))
+        raise CheckpointError(f"{path}: the stored arrays do not match the config (missing {missing[:5]}, "
+                              f"unexpected {extra[:5]}); unexpected entries are not read")
+    for key, shape in expected.items():     # every declared size, then every header, before any data
+        most = MAX_HEADER + math.prod(shape) * dtype.itemsize
+        if ar.size(key) > most:
+            raise CheckpointError(f"{path}: {key} declares {ar.size(key):,} bytes where the config implies at most "
+                                  f"{most:,}; it was not read")
+    for key, shape in expected.items():
+        ar_shape, fortran, ar_dtype = ar.header(key)
+        expect(key, ar_shape, fortran, ar_dtype, shape, dtype)
+    model = build_model(config, path)
+    assert kind == model.kind
     for name, target in model.params.items():
-        target[...] = _array(path, entries, f"param.{name}", target)
-    optimizer = _optimizer(path, entries, model)
-    train_state = _json(path, entries, "train_state", required=False) or {}
+        _finite(path, f"param.{name}", ar.read_into(f"param.{name}", target))
+    optimizer = None if meta is None else _optimizer(path, ar, meta, model, dtype)
+    train_state = _json(path, ar, "train_state", MAX_TRAIN_STATE, required=False) or {}
     return Checkpoint(model, optimizer, train_state, path)
 
 
-def _array(path, entries, key, like):
-    """entries[key], checked to be a finite float array of like's shape and dtype."""
-    value = entries.get(key)
-    if value is None:
-        raise CheckpointError(f"{path}: the entry {key!r} is missing")
-    if value.shape != like.shape or value.dtype != like.dtype:
-        raise CheckpointError(f"{path}: {key} is {value.dtype} {value.shape}; the config needs "
-                              f"{like.dtype} {like.shape}")
+def _finite(path, key, value):
     if not np.isfinite(value).all():
         raise CheckpointError(f"{path}: {key} holds NaN or inf")
     return value
+
+
+def _check_config(config, path):
+    kind = config.get("kind")
+    if kind not in KINDS:
+        raise CheckpointError(f"{path}: the config's kind {kind!r} is unknown; expected one of "
+                              f"{', '.join(map(repr, KINDS))}")
+    unknown = set(config) - _CONFIG_KEYS[kind] - {"kind"}
+    if unknown:
+        raise CheckpointError(f"{path}: the config has unknown keys {sorted(unknown)}")
+    return kind
 
 
 def build_model(config, path="<config>"):
@@ -282,25 +291,15 @@ def build_model(config, path="<config>"):
         raise CheckpointError(f"{path}: the config describes no valid model ({exc})") from None
 
 
-def _optimizer(path, entries, model):
-    meta = _json(path, entries, "optim_meta", required=False)
-    if meta is None:
-        return None
-    cls = OPTIMIZERS.get(meta.get("class"))
-    state = meta.get("state")
-    if cls is None or not isinstance(state, dict):
-        raise CheckpointError(f"{path}: optimizer {meta.get('class')!r} is unknown; expected one of "
-                              f"{', '.join(OPTIMIZERS)}")
-    state = dict(state)
-    prefix = "optim."
-    for key in entries:
-        if key.startswith(prefix):
-            name = key[len(prefix):].split(".", 1)[-1]
-            if name not in model.params:
-                raise CheckpointError(f"{path}: {key} belongs to no parameter of the model")
-            state[key[len(prefix):]] = _array(path, entries, key, model.params[name])
+def _optimizer(path, ar, meta, model, dtype):
+    cls = meta["class"]
+    state = dict(meta["state"])
+    for prefix in OPTIMIZER_ARRAYS[cls]:
+        for name, target in model.params.items():
+            key = f"{prefix}.{name}"
+            state[key] = _finite(path, f"optim.{key}", ar.read_into(f"optim.{key}", np.empty_like(target)))
     try:
-        opt = cls(model.params, lr=float(state.get("lr", 1e-3)))
+        opt = OPTIMIZERS[cls](model.params, lr=float(state.get("lr", 1e-3)))
         opt.load_state_dict(state)
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: the optimizer state is incomplete or invalid ({_describe(exc)})") \

@@ -33,3 +33,13 @@ class CheckpointError(VAENumpyError, ValueError):
 
 class TrainingDiverged(VAENumpyError, FloatingPointError):
     """The training loss became NaN or infinite."""
+
+
+class WriteError(VAENumpyError, OSError):
+    """A file that could not be written (a full disk or quota, a read-only folder); ``errno`` is kept.
+
+    ``WriteError(errno, message, filename)``; ``str()`` is the message alone, one line naming the file and the fix.
+    """
+
+    def __str__(self):
+        return self.strerror or super().__str__()
