@@ -231,3 +231,120 @@ def test_memory_error_while_loading_is_a_checkpoint_error_naming_the_size(tmp_pa
 
 def test_the_bounds_are_the_ones_documented():
     assert MAX_PARAMS == 2 ** 28 and ck.MAX_MEMBER > 4 * MAX_PARAMS
+
+
+# ------------------------------------------------------------------------------------------ training states
+@pytest.fixture(scope="module")
+def run_checkpoint(tmp_path_factory):
+    return training_checkpoint(tmp_path_factory.mktemp("run"))[0]
+
+
+def with_state(src, dst, change):
+    """A copy of the checkpoint src whose train_state is change(state) (a function editing the dict)."""
+    with zipfile.ZipFile(src) as z:
+        state = json.loads(str(np.load(io.BytesIO(z.read("train_state.npy")))))
+    change(state)
+    return rebuild(src, dst, replace={"train_state": npy_bytes(np.array(json.dumps(state)))})
+
+
+def setter(key, value):
+    return lambda s: s.update({key: value})
+
+
+def deleter(key):
+    return lambda s: s.pop(key)
+
+
+def rng_edit(**changes):
+    return lambda s: s["rng"].update(changes)
+
+
+def history_edit(i, **changes):
+    return lambda s: s["history"][i].update(changes)
+
+
+BAD_STATES = {
+    "epoch two": (setter("epoch", "two"), "epoch"), "epoch missing": (deleter("epoch"), "'epoch'.* is missing"),
+    "epoch negative": (setter("epoch", -1), "epoch"), "epoch float": (setter("epoch", 1.5), "epoch"),
+    "epoch bool": (setter("epoch", True), "epoch"), "epochs zero": (setter("epochs", 0), "epochs"),
+    "epochs string": (setter("epochs", "3"), "epochs"), "history abc": (setter("history", "abc"), "history"),
+    "history short": (lambda s: s["history"].pop(), "history"), "history ints": (setter("history", [1, 2]), "history"),
+    "history loss text": (history_edit(0, train_loss="x"), "history"),
+    "history epoch wrong": (history_edit(1, epoch=7), "history"),
+    "rng abc": (setter("rng", "abc"), "rng"), "rng missing": (deleter("rng"), "rng"),
+    "rng unknown generator": (rng_edit(bit_generator="Evil"), "rng"),
+    "rng state text": (rng_edit(state="abc"), "rng"), "rng inner missing": (rng_edit(state={}), "rng"),
+    "rng mt19937 short key": (setter("rng", {"bit_generator": "MT19937", "state": {"key": [1, 2], "pos": 0}}), "rng"),
+    "batch negative": (setter("batch_size", -16), "batch_size"), "batch zero": (setter("batch_size", 0), "batch_size"),
+    "batch text": (setter("batch_size", "16"), "batch_size"), "seed negative": (setter("seed", -5), "seed"),
+    "seed text": (setter("seed", "0"), "seed"), "binarize maybe": (setter("binarize", "maybe"), "binarize"),
+    "clip negative": (setter("clip_grad", -1), "clip_grad"), "warmup text": (setter("beta_warmup", "x"), "beta_warmup"),
+    "n_train zero": (setter("n_train", 0), "n_train"), "dataset number": (setter("dataset", 5), "dataset"),
+    "data list": (setter("data", ["/tmp"]), "'data'"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_STATES))
+def test_a_crafted_training_state_is_a_checkpoint_error_naming_the_key(tmp_path, run_checkpoint, case):
+    change, match = BAD_STATES[case]
+    path = with_state(run_checkpoint, tmp_path / "edited.npz", change)
+    x = np.zeros((40, 784), np.uint8)
+    with pytest.raises(vn.CheckpointError, match=match) as info:
+        vn.resume(path, x, progress=False, checkpoint=None)
+    message = str(info.value)
+    assert "edited.npz" in message and "\n" not in message and "start a new run" in message
+    with pytest.raises(vn.CheckpointError, match=match):      # the same through train(state=...)
+        ck_ = vn.load_checkpoint(path)
+        vn.train(ck_.model, x, optimizer=ck_.optimizer, state=ck_.train_state, progress=False)
+
+
+def test_a_training_state_that_is_not_an_object_is_refused_at_load(tmp_path, run_checkpoint):
+    path = rebuild(run_checkpoint, tmp_path / "list.npz", replace={"train_state": npy_bytes(np.array("[1, 2]"))})
+    refused(path, "train_state.* JSON object")
+
+
+# ------------------------------------------------------------------------------------------ overwrites
+def test_save_refuses_to_replace_a_training_checkpoint_unless_asked(tmp_path, run_checkpoint):
+    path = tmp_path / "run.npz"
+    path.write_bytes(run_checkpoint.read_bytes())
+    before = path.read_bytes()
+    with pytest.raises(vn.CheckpointError, match="training checkpoint .*overwrite=True"):
+        small().save(path)
+    assert path.read_bytes() == before
+    small().save(path, overwrite=True)
+    assert vn.load_checkpoint(path).train_state == {}
+
+
+@pytest.mark.parametrize("content", [b"my thesis", b"", b"PK\x03\x04 broken zip"])
+def test_save_refuses_to_replace_a_file_that_is_not_a_model(tmp_path, content):
+    path = tmp_path / "notes.npz"
+    path.write_bytes(content)
+    with pytest.raises(vn.CheckpointError, match="not a model file of vae_numpy"):
+        small().save(path)
+    assert path.read_bytes() == content
+
+
+def test_save_replaces_a_bare_model_and_refuses_a_folder(tmp_path):
+    path = small().save(tmp_path / "m.npz")
+    other = vn.VAE(hidden_dims=(8,), latent_dim=2, seed=3)
+    other.save(path)
+    assert vn.load_model(path).config() == other.config()
+    with pytest.raises(vn.CheckpointError, match="is a folder"):
+        other.save(tmp_path)
+
+
+def test_the_readmes_python_snippet_runs(tmp_path, monkeypatch):
+    """The README's "From Python" block, with fewer epochs: train with a checkpoint, save, load, resume."""
+    import re
+    from pathlib import Path
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = re.search(r"### From Python\s+```python\n(.*?)```", readme, re.S).group(1)
+    small_run = {"epochs=30": "epochs=1", "epochs=40": "epochs=2", "iwae_samples=100": "iwae_samples=2"}
+    for old, new in small_run.items():
+        assert old in block, f"the README snippet changed: update this test's {old!r}"
+        block = block.replace(old, new)
+    monkeypatch.chdir(tmp_path)
+    scope = {}
+    exec(compile(block, "README.md", "exec"), scope)
+    assert len(scope["history"]) == 2 and vn.load_checkpoint("run.npz").train_state["epoch"] == 2
+    assert vn.load_checkpoint("model.npz").train_state == {}

@@ -331,9 +331,15 @@ class Network:
     def _check_x(self, x):
         return check_matrix("x", x, ncols=self.input_dim, dtype=self.dtype, unit_interval=True)
 
-    def save(self, path):
-        """Write the model (config and parameters) to a .npz checkpoint, atomically (checkpoint.py)."""
-        from .checkpoint import save_model
+    def save(self, path, overwrite=False):
+        """Write the model (config and parameters) to a .npz file, atomically (checkpoint.py); returns the path.
+
+        An existing file is replaced only when it is a bare model file of vae_numpy, or with overwrite=True:
+        a training checkpoint (which vn.resume needs) or any other file raises CheckpointError.
+        """
+        from .checkpoint import check_replaceable, save_model
+        if not overwrite:
+            check_replaceable(path)
         return save_model(self, path)
 
     def backward(self):

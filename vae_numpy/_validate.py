@@ -7,6 +7,9 @@ argument, the bad value and what is allowed, in the spirit of scikit-learn's ``u
 from __future__ import annotations
 
 import numbers
+import os
+import tempfile
+from pathlib import Path
 
 import numpy as np
 
@@ -95,3 +98,48 @@ def check_rng(seed=None, rng=None) -> np.random.Generator:
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0):
         raise ConfigError(f"seed={seed!r} must be a non-negative integer or None")
     return np.random.default_rng(seed)
+
+
+def check_writable(folder, what: str) -> Path:
+    """`folder` must exist and accept a new file (tried with a temporary file, removed at once).
+
+    Checked before a long computation, so that a read-only or missing place is found in a second, not after
+    an epoch. Raises ConfigError naming `what` (e.g. "--out runs/a") and the fix.
+    """
+    folder = Path(folder) if str(folder) else Path(".")
+    if not folder.is_dir():
+        why = "is a file, not a folder" if folder.exists() else "does not exist"
+        raise ConfigError(f"{what}: the folder {folder} {why}; create it or choose another place")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".vae_numpy-write-test.", dir=folder)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise ConfigError(f"{what}: cannot write into {folder} ({exc.strerror or exc}); choose a writable "
+                          "place") from None
+    return folder
+
+
+def check_out_dir(path, flag: str = "--out", create: bool = True) -> Path:
+    """A folder to write results into, checked before the work starts (ConfigError, one line, naming `flag`).
+
+    Refused: `path` is a file, lies under a file, or it (or, when it is missing and create is False, the
+    nearest folder above it, where it will be made) cannot be written. create: make it now.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{flag} {path} is a file, not a folder; choose a folder name (it is created if missing)")
+    parent = path
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if parent.exists() and not parent.is_dir():
+        raise ConfigError(f"{flag} {path}: {parent} is a file, so no folder can be made under it; choose "
+                          "another place")
+    if not create:
+        return check_writable(parent, f"{flag} {path}") and path
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{flag} {path}: cannot create the folder ({exc.strerror or exc}); choose a writable "
+                          "place") from None
+    return check_writable(path, f"{flag} {path}")

@@ -116,6 +116,33 @@ def save_model(model, path, optimizer=None, train_state=None):
     return path
 
 
+def check_replaceable(path) -> None:
+    """Refuse (CheckpointError) to replace `path` unless it is missing or a bare model file of vae_numpy.
+
+    A training checkpoint holds what vn.resume needs (optimizer, loop state); a file of another kind may be
+    anything. Used by ``model.save(path)`` unless ``overwrite=True``; reads only the zip's member list.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder; name a file, e.g. {path / 'model.npz'}")
+    if not path.exists():
+        return
+    try:
+        with Archive(path, MAX_MEMBER) as ar:
+            keys = ar.keys
+            bare = {"format", "config"} <= keys and all(k in ("format", "config") or k.startswith("param.")
+                                                        for k in keys)
+            if bare and ar.text("format", 100) == FORMAT:
+                return
+    except (*_READ_ERRORS, CheckpointError):
+        keys = set()
+    if "train_state" in keys or "optim_meta" in keys:
+        raise CheckpointError(f"{path} holds a training checkpoint (optimizer and loop state, which vn.resume "
+                              "needs); save the model to another file, or pass overwrite=True to replace it")
+    raise CheckpointError(f"{path} exists and is not a model file of vae_numpy; save to another file, or pass "
+                          "overwrite=True to replace it")
+
+
 # ------------------------------------------------------------------------------------------- load
 def load_model(path):
     """Read the model stored at `path` (a model file or a training checkpoint).

@@ -24,12 +24,15 @@ at step t = 0, 1, ..., so that it reaches 1 at the last step of epoch ``beta_war
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 
 from . import _kernels
 from ._progress import make_progress
-from ._validate import check_choice, check_float, check_int, check_rng
+from ._train_state import STATE_KEYS as _STATE_KEYS
+from ._train_state import check_train_state, generator
+from ._validate import check_choice, check_float, check_int, check_rng, check_writable
 from .checkpoint import save_model
 from .datasets import BINARIZE, binarize_static
 from .errors import ConfigError, TrainingDiverged
@@ -37,9 +40,6 @@ from .evaluation import elbo, prepare_data
 from .optim import Adam
 
 EVAL_SEED = 12345  # the eps of the per-epoch validation: the same draws every epoch, apart from the loop's rng
-_BIT_GENERATORS = ("PCG64", "PCG64DXSM", "Philox", "SFC64", "MT19937")
-_STATE_KEYS = ("epoch", "epochs", "rng", "history", "seed", "batch_size", "beta_warmup", "clip_grad", "binarize",
-               "n_train")
 
 
 def clip_grad_norm(flat_grads, max_norm):
@@ -93,20 +93,9 @@ class _Shuffled:
             yield out
 
 
-def _generator(state):
-    """A numpy Generator restored from ``bit_generator.state`` (a dict, as stored in a checkpoint)."""
-    name = state.get("bit_generator") if isinstance(state, dict) else None
-    if name not in _BIT_GENERATORS:
-        raise ConfigError(f"the saved random state names bit generator {name!r}; expected one of "
-                          f"{', '.join(_BIT_GENERATORS)}")
-    bitgen = getattr(np.random, name)()
-    bitgen.state = state
-    return np.random.Generator(bitgen)
-
-
 def train(model, x_train, x_val=None, epochs=10, batch_size=128, optimizer=None, seed=0, beta_warmup=0,
           clip_grad=None, callbacks=(), progress=True, *, binarize="none", checkpoint=None, state=None,
-          info=None):
+          info=None, where=None):
     """Train `model` by minibatch gradient descent on its objective (the negative ELBO, or L_k); returns the history.
 
     Shapes: x_train: (N, D) floats in [0, 1] (the model's dtype avoids a copy) or uint8 images (N, 28, 28) /
@@ -143,9 +132,11 @@ def train(model, x_train, x_val=None, epochs=10, batch_size=128, optimizer=None,
     state : dict, optional
         The ``train_state`` of a checkpoint (:func:`vae_numpy.checkpoint.load_checkpoint`) to continue from,
         with that checkpoint's model and optimizer; its batch_size, seed, beta_warmup, clip_grad and
-        binarize replace the arguments.
+        binarize replace the arguments. Checked key by key first (a CheckpointError names a bad key).
     info : dict, optional
         JSON-serializable facts kept in the checkpoint's train_state (e.g. the dataset's name).
+    where : str, optional
+        Where `state` came from (a checkpoint's path), for the messages when it is invalid.
 
     Returns
     -------
@@ -162,9 +153,7 @@ def train(model, x_train, x_val=None, epochs=10, batch_size=128, optimizer=None,
         epoch that ended well) is left as it was.
     """
     if state is not None:
-        missing = [k for k in _STATE_KEYS if k not in state]
-        if missing:
-            raise ConfigError(f"the training state lacks {missing}; pass load_checkpoint(path).train_state")
+        check_train_state(state, "state" if where is None else where)
         batch_size, seed, binarize = state["batch_size"], state["seed"], state["binarize"]
         beta_warmup, clip_grad = state["beta_warmup"], state["clip_grad"]
     epochs = check_int("epochs", epochs)
@@ -172,6 +161,11 @@ def train(model, x_train, x_val=None, epochs=10, batch_size=128, optimizer=None,
     beta_warmup = check_float("beta_warmup", beta_warmup, minimum=0.0)
     clip = None if clip_grad is None else check_float("clip_grad", clip_grad, minimum=0.0, exclusive=True)
     check_choice("binarize", binarize, BINARIZE)
+    if checkpoint is not None:   # found now, not after an epoch
+        if Path(checkpoint).is_dir():
+            raise ConfigError(f"checkpoint={str(checkpoint)!r} is a folder; name a file in it, e.g. "
+                              f"{str(Path(checkpoint) / 'model.npz')!r}")
+        check_writable(Path(checkpoint).parent, f"checkpoint={str(checkpoint)!r}")
     x = prepare_data(model, x_train, "x_train")
     if binarize == "static":
         if x.dtype != np.uint8:
@@ -191,7 +185,7 @@ def train(model, x_train, x_val=None, epochs=10, batch_size=128, optimizer=None,
         if state.get("n_train") != len(x):
             raise ConfigError(f"the checkpoint was trained on {state.get('n_train')} examples, x_train has "
                               f"{len(x)}; resume with the same training set")
-        rng, history, start = _generator(state["rng"]), list(state["history"]), int(state["epoch"])
+        rng, history, start = generator(state["rng"]), list(state["history"]), int(state["epoch"])
     batches = _Shuffled(x, batch_size, model.dtype, binarize, rng)
     nb = len(batches)
     warm_steps = beta_warmup * nb
@@ -257,8 +251,10 @@ def _record(model, epoch, means, xv, seconds):
 
 def _diverged(loss, epoch, epochs, batch, nb, checkpoint, start, history):
     kept = ""
-    if checkpoint is not None and history:
+    if checkpoint is not None and history and Path(checkpoint).is_file():
         kept = f"; the last good checkpoint {checkpoint} (epoch {history[-1]['epoch']}) is kept"
+    elif checkpoint is not None:
+        kept = f"; no checkpoint was written to {checkpoint}"
     exc = TrainingDiverged(f"training diverged: the loss became {loss} at epoch {epoch} of {epochs}, batch "
                            f"{batch} of {nb}{kept}; lower the learning rate, set clip_grad (e.g. 10), or warm "
                            "up the KL with beta_warmup")
@@ -282,10 +278,10 @@ def resume(path, x_train, x_val=None, epochs=None, callbacks=(), progress=True, 
     if not ck.train_state or ck.optimizer is None:
         raise ConfigError(f"{path} is a model file, not a training checkpoint (it holds no optimizer or loop "
                           "state); train a new model instead")
-    state = ck.train_state
+    state = check_train_state(ck.train_state, str(path))
     epochs = state["epochs"] if epochs is None else epochs
     info = {k: v for k, v in state.items() if k not in _STATE_KEYS}
     history = train(ck.model, x_train, x_val, epochs=epochs, optimizer=ck.optimizer, callbacks=callbacks,
                     progress=progress, checkpoint=path if checkpoint == "same" else checkpoint, state=state,
-                    info=info)
+                    info=info, where=str(path))
     return ck.model, history

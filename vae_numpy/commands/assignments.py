@@ -43,7 +43,9 @@ def run(args) -> int:
         return _grade(args)
     import nbformat
 
+    from .._validate import check_out_dir
     from ..assignments import nbgrader_meta, summary, write_assignments
+    check_out_dir(args.out, "--out", create=False)
     written = write_assignments(args.source, args.out, pattern=args.pattern, overwrite=args.force)
     for path in written:
         nb = nbformat.read(path, as_version=4)

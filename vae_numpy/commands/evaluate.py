@@ -27,6 +27,7 @@ def add_arguments(p):
 
 
 def run(args):
+    from .._train_state import saved_data_dir
     from ..checkpoint import load_checkpoint
     from ..errors import ConfigError
     from ..evaluation import evaluate
@@ -35,7 +36,12 @@ def run(args):
     ck = load_checkpoint(args.checkpoint)
     model, state = ck.model, ck.train_state
     dataset = args.dataset or state.get("dataset") or (None if args.data_dir else "mnist-5k")
-    dataset, (x_test,), where = load_splits(dataset, args.data_dir, args.offline, progress=not args.json,
+    data_dir = args.data_dir
+    if data_dir is None:   # the folder the run was trained from, while it still verifies
+        data_dir, note = saved_data_dir(dataset, state.get("data"), splits=("test",))
+        if note and not args.json:
+            print(note)
+    dataset, (x_test,), where = load_splits(dataset, data_dir, args.offline, progress=not args.json,
                                             splits=("test",))   # the test split only: t10k files suffice
     binarize = state.get("binarize", "none")
     result = evaluate(model, x_test, iwae_samples=args.iwae_samples, seed=args.seed, binarize=binarize)

@@ -31,12 +31,17 @@ def add_arguments(p):
 
 def load_model_and_data(path, dataset, split, n, data_dir=None, offline=False):
     """The model at `path` and the first n images (n, D) in [0, 1] and labels (n,) of `split` of its dataset."""
+    from .._train_state import saved_data_dir
     from ..checkpoint import load_checkpoint
     from ..datasets import is_offline, load_dataset, to_unit
     from ..errors import ConfigError
     ck = load_checkpoint(path)
     model = ck.model
     name = dataset or ck.train_state.get("dataset") or "mnist-5k"
+    if data_dir is None:   # the folder the run was trained from, while it still verifies
+        data_dir, note = saved_data_dir(name, ck.train_state.get("data"), splits=(split,))
+        if note:
+            print(note)
     images, labels = load_dataset(name, split, data_dir=data_dir, download=not (offline or is_offline()))
     images, labels = images[:n].reshape(min(n, len(images)), -1), labels[:n]
     if images.shape[1] != model.input_dim:
@@ -46,10 +51,12 @@ def load_model_and_data(path, dataset, split, n, data_dir=None, offline=False):
 
 
 def run(args):
+    from .._validate import check_out_dir
     from ..plots import model_figures, save_figure
+    out = check_out_dir(Path(args.out) if args.out is not None else Path(args.checkpoint).parent / "explore",
+                        "--out", create=False)
     model, x, labels, name = load_model_and_data(args.checkpoint, args.dataset, "test", args.n,
                                                  args.data_dir, args.offline)
-    out = Path(args.out) if args.out is not None else Path(args.checkpoint).parent / "explore"
     print(f"{model.kind} latent_dim={model.latent_dim}; {len(x)} {name} test images")
     if args.what is None:
         skipped = [f for f, fits in (("manifold", model.latent_dim == 2), ("kl_per_dim", model.kind == "vae"))

@@ -19,6 +19,7 @@ def add_arguments(p):
 def run(args):
     import math
 
+    from .._validate import check_writable
     from ..checkpoint import load_checkpoint
     from ..errors import ConfigError
     from ..plots import samples_figure, save_figure
@@ -27,8 +28,9 @@ def run(args):
     out = Path(args.out)
     if out.suffix.lower() != ".png":
         raise ConfigError(f"--out {args.out!r} must name a .png file")
-    if out.parent != Path("") and not out.parent.is_dir():
-        raise ConfigError(f"--out {args.out!r}: the folder {out.parent} does not exist")
+    if out.is_dir():
+        raise ConfigError(f"--out {args.out!r} is a folder; name a .png file, e.g. {out / 'samples.png'}")
+    check_writable(out.parent, f"--out {args.out}")
     model = load_checkpoint(args.checkpoint).model
     images = model.sample(args.n, seed=args.seed)
     cols = args.cols or math.ceil(math.sqrt(args.n))

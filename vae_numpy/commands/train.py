@@ -8,7 +8,6 @@ the end, the figures ``loss.png``, ``reconstructions.png`` and ``samples.png``.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -105,9 +104,25 @@ def _new_model(args):
         kwargs["hidden_dims"] = s["hidden"]
     kwargs.update({flag: s[flag] for flag, arch in ARCH_FLAGS.items()
                    if arch == s["arch"] and flag != "hidden" and s.get(flag) is not None})
+    _check_size({"kind": s["model"], "input_dim": 784, **kwargs})
     model = Autoencoder(**kwargs) if s["model"] == "ae" else VAE(beta=s["beta"], objective=s["objective"],
                                                                  k=s["k"], **kwargs)
     return model, Adam(model.params, lr=s["lr"]), s
+
+
+def _check_size(config):
+    """The parameter count from the shapes (no allocation): one line naming the flags when it cannot fit."""
+    from .._network import param_shapes
+    from ..errors import ConfigError
+    try:
+        param_shapes(config)
+    except ConfigError as exc:
+        sizes = {k: v for k, v in config.items() if k not in ("kind", "input_dim", "likelihood", "seed", "init",
+                                                               "arch", "latent_dim")}
+        sizes["latent_dim"] = config["latent_dim"]
+        flags = " ".join(f"--{k.replace('_', '-')} {','.join(map(str, v)) if isinstance(v, tuple | list) else v}"
+                         for k, v in sizes.items()).replace("--hidden-dims", "--hidden")
+        raise _usage(f"{flags}: {exc}".replace("hidden_dims / latent_dim", "--hidden / --latent-dim")) from None
 
 
 def _describe(model, opt, settings, epochs):
@@ -134,12 +149,37 @@ def _metrics(model, opt, settings, dataset, history, n_test):
 
 
 def _write_json(path, obj):
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1) + "\n")
-    os.replace(tmp, path)
+    from .._atomic import write_text_atomic
+    write_text_atomic(path, json.dumps(obj, indent=1) + "\n", hint="free space or choose --out elsewhere")
+
+
+def _data_folder(dataset, data_dir):
+    """The folder the dataset was read from (stored in the checkpoint for --resume and evaluate), or None."""
+    from ..datasets import EMBEDDED, locate
+    if dataset == EMBEDDED:
+        return None
+    try:
+        loc = locate(dataset, "train", data_dir)
+    except Exception:   # only a convenience for later commands: never fail a run over it
+        return None
+    return str(loc.folder.resolve()) if loc.found else None
+
+
+def _resume_hint(target, args, out, epochs, planned):
+    """The command that continues the run from `target` (a checkpoint that exists) into `out`."""
+    hint = f"vae-numpy train --resume {target}"
+    if epochs != planned:     # the checkpoint's own plan differs (a resumed run asked for more epochs)
+        hint += f" --epochs {epochs}"
+    if target.parent.resolve() != out.resolve():
+        hint += f" --out {out}"
+    if args.data_dir is not None:
+        hint += f" --data-dir {args.data_dir}"
+    return hint
 
 
 def run(args):
+    from .._train_state import saved_data_dir
+    from .._validate import check_out_dir
     from ..checkpoint import load_checkpoint
     from ..errors import TrainingDiverged
     from ..train import train
@@ -154,7 +194,8 @@ def run(args):
         ck = load_checkpoint(resume_path)
         if not ck.train_state or ck.optimizer is None:
             raise _usage(f"{resume_path} holds a model but no training state; it cannot be resumed")
-        model, opt, state = ck.model, ck.optimizer, ck.train_state
+        from .._train_state import check_train_state
+        model, opt, state = ck.model, ck.optimizer, check_train_state(ck.train_state, str(resume_path))
         settings = dict(state)
         if args.dataset is not None and args.dataset != state.get("dataset"):
             raise _usage(f"{resume_path} was trained on {state.get('dataset')}; resume it on the same dataset")
@@ -168,11 +209,18 @@ def run(args):
         dataset = args.dataset
     out = _out_dir(args, resume_path)
     ckpt = out / "model.npz"
-    if resume_path is None and ckpt.exists():
+    same = resume_path is not None and ckpt.exists() and ckpt.resolve() == resume_path.resolve()
+    if ckpt.exists() and not same:
         raise _usage(f"{out} already holds a run (model.npz); choose another --out, or continue it with "
                      f"--resume {ckpt}")
+    check_out_dir(out, "--out", create=False)
     progress = not args.no_progress
-    dataset, x_train, x_test, line = choose_dataset(dataset, args.data_dir, args.offline, progress)
+    data_dir = args.data_dir
+    if data_dir is None and state is not None:
+        data_dir, note = saved_data_dir(dataset, state.get("data"))
+        if note:
+            print(note)
+    dataset, x_train, x_test, line = choose_dataset(dataset, data_dir, args.offline, progress)
     print(line)
     if state is None:
         epochs = args.epochs or DEFAULT_EPOCHS.get(dataset, FULL_EPOCHS)
@@ -193,12 +241,23 @@ def run(args):
         history = train(model, x_train, x_test, epochs=epochs, batch_size=settings["batch_size"], optimizer=opt,
                         seed=settings["seed"], beta_warmup=settings["beta_warmup"],
                         clip_grad=settings["clip_grad"], callbacks=[report], progress=progress,
-                        binarize=settings["binarize"], checkpoint=ckpt, state=state, info={"dataset": dataset})
+                        binarize=settings["binarize"], checkpoint=ckpt, state=state,
+                        info={"dataset": dataset, "data": _data_folder(dataset, data_dir)}, where=resume_path)
     except TrainingDiverged as exc:
-        print(f"vae-numpy: {exc}", file=sys.stderr)
+        kept = ""
+        if not ckpt.is_file() and resume_path is not None:
+            kept = f"; the checkpoint it resumed from, {resume_path}, is unchanged"
+        print(f"vae-numpy: {exc}{kept}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"vae-numpy: interrupted; continue with: vae-numpy train --resume {ckpt}", file=sys.stderr)
+        target = ckpt if ckpt.is_file() else resume_path
+        if target is None:
+            print(f"vae-numpy: interrupted before the first epoch ended; nothing was saved in {out}/ (run the same "
+                  "command again to start over)", file=sys.stderr)
+        else:
+            planned = epochs if target == ckpt else state["epochs"]
+            print(f"vae-numpy: interrupted; continue with: {_resume_hint(target, args, out, epochs, planned)}",
+                  file=sys.stderr)
         return 130
     figures = []
     if not args.no_figures:
