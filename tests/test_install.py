@@ -170,7 +170,7 @@ def test_cli_main_in_process(capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "invalid choice: 'frobnicate'" in err and "--help" in err
     assert cli.main(["gradcheck", "--seed", "x"]) == 2
-    assert "invalid int value: 'x'" in capsys.readouterr().err
+    assert "'x' is not a non-negative integer" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
         cli.main(["--version"])
     assert exc.value.code == 0 and vn.__version__ in capsys.readouterr().out
