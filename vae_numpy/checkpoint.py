@@ -97,6 +97,11 @@ def save_model(model, path, optimizer=None, train_state=None):
     -------
     pathlib.Path
         The path written.
+
+    Raises
+    ------
+    WriteError
+        The disk or quota is full (one line naming the file); the previous file at `path` is intact.
     """
     path = Path(path)
     arrays = {"format": np.array(FORMAT), "config": np.array(json.dumps(model.config()))}

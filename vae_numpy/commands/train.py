@@ -178,7 +178,7 @@ def _resume_hint(target, args, out, epochs, planned):
 
 
 def run(args):
-    from .._train_state import saved_data_dir
+    from .._train_state import check_train_state, saved_data_dir
     from .._validate import check_out_dir
     from ..checkpoint import load_checkpoint
     from ..errors import TrainingDiverged
@@ -194,7 +194,6 @@ def run(args):
         ck = load_checkpoint(resume_path)
         if not ck.train_state or ck.optimizer is None:
             raise _usage(f"{resume_path} holds a model but no training state; it cannot be resumed")
-        from .._train_state import check_train_state
         model, opt, state = ck.model, ck.optimizer, check_train_state(ck.train_state, str(resume_path))
         settings = dict(state)
         if args.dataset is not None and args.dataset != state.get("dataset"):
