@@ -135,6 +135,15 @@ def test_pinned_and_a_ceiling_of_one_never_probe(monkeypatch):
     assert one.per_count == {1: 500} and not one.tuner.events and one.tuner.label == "1 thread (auto)"
 
 
+def test_the_lowest_count_of_the_loaded_blas_libraries_is_the_ceiling(monkeypatch):
+    # numpy's BLAS limited to 1 thread, scipy's (loaded later, by Numba's first compile) still at 2
+    libs = [FakeLib(2), FakeLib(1)]
+    monkeypatch.setattr(_threads, "_lib_controllers", lambda: libs)
+    with ThreadTuner("auto") as tuner:
+        assert tuner.candidates == [1] and [lib.num_threads for lib in libs] == [1, 1]
+    assert [lib.num_threads for lib in libs] == [2, 1]
+
+
 # ------------------------------------------------------------------------------- numbers, real BLAS
 @pytest.fixture(scope="module")
 def images():

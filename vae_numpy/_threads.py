@@ -38,18 +38,19 @@ from .errors import ConfigError
 
 ENV = "VAE_NUMPY_THREADS"
 AUTO = "auto"
-_CONTROLLER = []   # the ThreadpoolController, built once (it scans the loaded libraries: ~3 ms)
 
 
 def _lib_controllers():
-    """threadpoolctl's controllers of the loaded thread pools (BLAS, OpenMP); [] without threadpoolctl."""
-    if not _CONTROLLER:
-        try:
-            import threadpoolctl
-        except ImportError:  # pragma: no cover - a run-time dependency; without it nothing is tuned
-            return []
-        _CONTROLLER.append(threadpoolctl.ThreadpoolController())
-    return list(_CONTROLLER[0].lib_controllers)
+    """threadpoolctl's controllers of the loaded BLAS libraries; [] without threadpoolctl.
+
+    Only BLAS: an OpenMP pool belongs to someone else (PyTorch in the same process, say). Scanned afresh at each
+    call (~3 ms, once per run): a BLAS can load later (scipy's own OpenBLAS, which Numba's first compile imports).
+    """
+    try:
+        import threadpoolctl
+    except ImportError:  # pragma: no cover - a run-time dependency; without it nothing is tuned
+        return []
+    return list(threadpoolctl.ThreadpoolController().select(user_api="blas").lib_controllers)
 
 
 def resolve_threads(threads=None):
@@ -114,7 +115,7 @@ class ThreadTuner:
     def start(self):
         self._libs = _lib_controllers()
         self._saved = [lc.num_threads for lc in self._libs]
-        ceiling = max(self._saved, default=1)
+        ceiling = min(self._saved, default=1)   # an outer limit on any of them (they are all set alike)
         if self.mode == AUTO:
             self.candidates = candidates(ceiling)
             self._set(1 if len(self.candidates) > 1 else ceiling, force=True)
