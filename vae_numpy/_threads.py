@@ -14,9 +14,9 @@ last batch counts for what it is):
              A candidate whose window runs > 2x slower than the best so far is dropped at once, so a probe of a
              count that collapses under load costs about one slow step.
     choose   the fastest; the count in use is kept unless another is >= 10% faster (hysteresis).
-    re-check after 100 steps or 10 s (doubling, up to 16x, each time a probe keeps the count; back to 100 steps
-             when it changes), and at once when a monitoring block (>= 10 steps, >= 0.2 s) runs 1.5x slower
-             or faster than the chosen count measured at its probe: a neighbour started or stopped.
+    re-check after 100 steps or 10 s (x2 each time a probe keeps the count, x4 when a count collapsed, up to
+             32x; back to 100 steps when it changes), and at once when a monitoring block (>= 10 steps, >= 0.2 s)
+             runs 1.5x slower or faster than the chosen count measured at its probe: a neighbour came or went.
 
 ``threads=N`` (``--threads N``, or ``VAE_NUMPY_THREADS=N`` for every run that passes no count) pins N threads.
 
@@ -91,7 +91,7 @@ class ThreadTuner:
 
     def __init__(self, threads=None, *, recheck_steps=100, recheck_seconds=10.0, slowdown=1.5, margin=0.1,
                  window_steps=3, window_seconds=0.03, monitor_steps=10, monitor_seconds=0.2, rounds=2,
-                 warmup_steps=2, abort=2.0, max_backoff=16, clock=time.perf_counter):
+                 warmup_steps=2, abort=2.0, max_backoff=32, clock=time.perf_counter):
         self.mode = resolve_threads(threads)
         self.recheck_steps, self.recheck_seconds = recheck_steps, recheck_seconds
         self.slowdown, self.margin, self.abort, self.rounds = slowdown, margin, abort, rounds
@@ -226,7 +226,8 @@ class ThreadTuner:
         keep = self._incumbent in valid and valid[best] > (1 - self.margin) * valid[self._incumbent]
         chosen = self._incumbent if keep else best
         changed = chosen != self._incumbent or self._reason == "start"
-        self._backoff = 1 if changed else min(2 * self._backoff, self.max_backoff)
+        grow = 4 if self._lost else 2   # a count that collapsed costs ~10 steps to re-check: less often
+        self._backoff = 1 if changed else min(grow * self._backoff, self.max_backoff)
         if len(self.events) < 1000:
             self.events.append((self.steps, self._reason, rates, chosen))
         self._incumbent, self._baseline = chosen, valid[chosen]
