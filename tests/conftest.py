@@ -4,6 +4,11 @@ The four official IDX files (gzipped or not) are looked for in ``$VAE_NUMPY_DATA
 then in ``../shared/data/mnist`` beside the repository (for a git worktree: beside its main checkout too).
 Tests that need them take the ``full_mnist`` fixture and are skipped, with the reason, where they are absent.
 The folder is found once, when this file is imported, before any test changes the environment.
+
+The suite runs NumPy's BLAS at one thread (the CLI and notebook tests give their subprocesses
+OPENBLAS_NUM_THREADS=1 likewise), so that the thread tuner of vn.train has nothing to choose and runs compared
+bit for bit do not depend on what it measured under the machine's load (vae_numpy/_threads.py).
+tests/test_threads.py lifts the limit where the choice is the subject.
 """
 
 from __future__ import annotations
@@ -11,8 +16,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy  # noqa: F401  (its BLAS must be loaded for threadpoolctl to find it)
 import pytest
+import threadpoolctl
 
+_ONE_THREAD = threadpoolctl.threadpool_limits(1)   # kept for the whole session
 ROOT = Path(__file__).resolve().parent.parent
 MNIST_STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
                "t10k-labels-idx1-ubyte")

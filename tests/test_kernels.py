@@ -52,6 +52,10 @@ def _cases(name, dtype, rng):
                 y = np.where(a > 0, a, f(slope) * a).astype(f)
                 cases.append(((rng.standard_normal((5, 7)).astype(f), y, f(slope), np.empty_like(a)), (3,)))
         return cases
+    if name in ("tanh_backward", "sigmoid_backward"):
+        y = (np.tanh(rng.standard_normal((5, 7))) if name == "tanh_backward" else rng.random((5, 7))).astype(f)
+        y[0, :3] = (0.0, 1.0, -1.0 if name == "tanh_backward" else 0.5)
+        return [((rng.standard_normal((5, 7)).astype(f), y, f(1), np.empty_like(y)), (3,))]
     if name == "bce_logits":
         N, D = 6, 50
         a, x = _logits(rng, (N, D), f), _targets(rng, (N, D), f)

@@ -118,6 +118,40 @@ def _leaky_relu_backward_nb(dy, y, slope, out):
 
 
 # --------------------------------------------------------------------------------------------------
+# Activation backward from the output y: tanh  da = dy * (1 - y^2) ;  sigmoid  da = dy * (y (1 - y)).
+# NumPy evaluates them as separate passes with two temporaries; the loops compute the same roundings in the
+# same order (no FMA contraction: fastmath off), so the bits are NumPy's. `one` is 1 in the arrays' dtype
+# (a literal 1 would promote float32 to float64 inside Numba).
+# --------------------------------------------------------------------------------------------------
+def tanh_backward_np(dy, y, one, out):
+    """dy, y, out: (N, H).  out = dy * (1 - y * y)."""
+    return np.multiply(dy, one - y * y, out=out)
+
+
+def _tanh_backward_nb(dy, y, one, out):
+    n, h = dy.shape
+    for i in range(n):
+        for j in range(h):
+            v = y[i, j]
+            out[i, j] = dy[i, j] * (one - v * v)
+    return out
+
+
+def sigmoid_backward_np(dy, y, one, out):
+    """dy, y, out: (N, H).  out = dy * (y * (1 - y))."""
+    return np.multiply(dy, y * (one - y), out=out)
+
+
+def _sigmoid_backward_nb(dy, y, one, out):
+    n, h = dy.shape
+    for i in range(n):
+        for j in range(h):
+            v = y[i, j]
+            out[i, j] = dy[i, j] * (v * (one - v))
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
 # Bernoulli negative log-likelihood on logits, value and gradient in one pass.
 #   rec[n] = sum_d max(a, 0) - a x + log1p(exp(-|a|))        (stable BCE, any logit)
 #   da     = scale * (sigmoid(a) - x),  sigmoid(a) = 1/(1+e) if a >= 0 else e/(1+e),  e = exp(-|a|)
@@ -430,6 +464,8 @@ NUMPY = types.SimpleNamespace(
     sum_rows=sum_rows_np,
     leaky_relu_forward=leaky_relu_forward_np,
     leaky_relu_backward=leaky_relu_backward_np,
+    tanh_backward=tanh_backward_np,
+    sigmoid_backward=sigmoid_backward_np,
     bce_logits=bce_logits_np,
     bernoulli_loglik_rows=bernoulli_loglik_rows_np,
     reparam_kl_forward=reparam_kl_forward_np,
@@ -448,6 +484,8 @@ if numba is not None:
         sum_rows=_jit(_sum_rows_nb),
         leaky_relu_forward=_jit(_leaky_relu_forward_nb),
         leaky_relu_backward=_jit(_leaky_relu_backward_nb),
+        tanh_backward=_jit(_tanh_backward_nb),
+        sigmoid_backward=_jit(_sigmoid_backward_nb),
         bce_logits=_make_bce_nb(_jit(_bce_logits_loop, _REASSOC), _EXP_SPLIT_NB,
                                 _jit(_bce_logits_series_loop, _REASSOC)),
         bernoulli_loglik_rows=_make_rows_nb(_jit(_bernoulli_loglik_rows_loop, _REASSOC), _EXP_SPLIT_NB,

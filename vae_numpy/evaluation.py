@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._threads import decode_threads
 from ._validate import check_choice, check_float, check_int, check_matrix, check_rng
 from .datasets import BINARIZE, binarize_static, flatten, to_unit
 from .errors import ConfigError
@@ -146,7 +147,7 @@ def active_units(model, x, threshold=ACTIVE_THRESHOLD, batch_size=1000, binarize
     return int(np.sum(variances > threshold)), variances
 
 
-def evaluate(model, x, iwae_samples=100, seed=0, batch_size=500, binarize="none"):
+def evaluate(model, x, iwae_samples=100, seed=0, batch_size=500, binarize="none", threads=None):
     """All the test metrics of `model` on `x` (what ``vae-numpy evaluate`` prints).
 
     Shapes: x: (N, D) float or uint8 (N, 28, 28) / (N, D).
@@ -157,6 +158,9 @@ def evaluate(model, x, iwae_samples=100, seed=0, batch_size=500, binarize="none"
         K for the IWAE log-likelihood; 0 skips it (it costs K decoder passes over x).
     binarize : {"none", "static", "dynamic"}
         How the model was trained: uint8 test images are then binarized once (see :func:`prepare_data`).
+    threads : "auto" or int, optional
+        BLAS threads (chosen for the IWAE's decoding, see :mod:`vae_numpy._threads`); default
+        ``$VAE_NUMPY_THREADS``, else "auto".
 
     Returns
     -------
@@ -166,10 +170,12 @@ def evaluate(model, x, iwae_samples=100, seed=0, batch_size=500, binarize="none"
     """
     x = prepare_data(model, x, binarize=binarize)
     iwae_samples = check_int("iwae_samples", iwae_samples, minimum=0)
-    result = elbo(model, x, batch_size=batch_size, seed=seed)
-    ll = None
-    if iwae_samples and model.kind == "vae":
-        ll = log_likelihood(model, x, n_samples=iwae_samples, seed=seed, batch_size=batch_size)
-    count, _ = active_units(model, x)
+    iwae = bool(iwae_samples) and model.kind == "vae"
+    with decode_threads(model, len(x) * iwae_samples if iwae else 0, threads):
+        result = elbo(model, x, batch_size=batch_size, seed=seed)
+        ll = None
+        if iwae:
+            ll = log_likelihood(model, x, n_samples=iwae_samples, seed=seed, batch_size=batch_size)
+        count, _ = active_units(model, x)
     return {**result, "log_likelihood": ll, "iwae_samples": iwae_samples if ll is not None else 0,
             "active_units": count, "latent_dim": model.latent_dim, "n": len(x)}

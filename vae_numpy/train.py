@@ -32,6 +32,7 @@ from . import _kernels
 from ._progress import make_progress
 from ._train_state import STATE_KEYS as _STATE_KEYS
 from ._train_state import check_train_state, generator
+from ._threads import ThreadTuner
 from ._validate import check_choice, check_float, check_int, check_rng, check_writable
 from .checkpoint import save_model
 from .datasets import BINARIZE, binarize_static
@@ -95,7 +96,7 @@ class _Shuffled:
 
 def train(model, x_train, x_val=None, epochs=10, batch_size=128, optimizer=None, seed=0, beta_warmup=0,
           clip_grad=None, callbacks=(), progress=True, *, binarize="none", checkpoint=None, state=None,
-          info=None, where=None):
+          info=None, where=None, threads=None):
     """Train `model` by minibatch gradient descent on its objective (the negative ELBO, or L_k); returns the history.
 
     Shapes: x_train: (N, D) floats in [0, 1] (the model's dtype avoids a copy) or uint8 images (N, 28, 28) /
@@ -137,6 +138,10 @@ def train(model, x_train, x_val=None, epochs=10, batch_size=128, optimizer=None,
         JSON-serializable facts kept in the checkpoint's train_state (e.g. the dataset's name).
     where : str, optional
         Where `state` came from (a checkpoint's path), for the messages when it is invalid.
+    threads : "auto" or int, optional
+        BLAS threads for the matmuls: "auto" times the steps at 1, 2, ... threads and re-checks as the load
+        changes (see :mod:`vae_numpy._threads`); N pins N threads, which makes the run reproducible to the bit.
+        Default: a resumed run's pinned count, else ``$VAE_NUMPY_THREADS``, else "auto".
 
     Returns
     -------
@@ -144,7 +149,8 @@ def train(model, x_train, x_val=None, epochs=10, batch_size=128, optimizer=None,
         One per epoch: ``epoch``, ``train_loss`` (mean training objective, warm-up included),
         ``reconstruction``, ``kl`` (training means), ``val_loss`` (reconstruction + beta * KL on x_val),
         ``val_reconstruction``, ``val_kl`` (None without x_val), ``kl_weight`` (at the epoch's end),
-        ``seconds`` (training steps only). All in nats per example.
+        ``seconds`` (training steps only), ``threads`` (the BLAS thread count of most of the epoch's steps) and
+        ``thread_steps`` ({"1": steps, "2": steps}). Losses in nats per example.
 
     Raises
     ------
@@ -175,6 +181,9 @@ def train(model, x_train, x_val=None, epochs=10, batch_size=128, optimizer=None,
     if x_val is not None:
         x_val = np.asarray(x_val)
         xv = prepare_data(model, x_val, "x_val", binarize if x_val.dtype == np.uint8 else "none")
+    if threads is None and state is not None and state.get("threads", "auto") != "auto":
+        threads = state["threads"]   # a run pinned to N threads resumes pinned to N: bit for bit
+    tuner = ThreadTuner(threads)
     opt = Adam(model.params, lr=1e-3) if optimizer is None else optimizer
     if set(getattr(opt, "params", {})) != set(model.params) or any(
             opt.params[n] is not p for n, p in model.params.items()):
@@ -190,16 +199,18 @@ def train(model, x_train, x_val=None, epochs=10, batch_size=128, optimizer=None,
     nb = len(batches)
     warm_steps = beta_warmup * nb
     settings = {**(info or {}), "seed": seed, "batch_size": batch_size, "beta_warmup": beta_warmup,
-                "clip_grad": clip, "binarize": binarize, "n_train": len(x)}
+                "clip_grad": clip, "binarize": binarize, "n_train": len(x), "threads": tuner.mode}
     draw_eps = model.kind == "vae"
     rows = min(batch_size, len(x))   # eps: (B, Z), or (B, k, Z) for a k-sample objective (VAE.eps_shape)
     eps = np.empty(model.eps_shape(rows) if draw_eps else (rows, model.latent_dim), model.dtype)
     bar = make_progress(nb, (epochs - start) * nb, progress)   # a bar, or a line every ~10 s in a log
+    tuner.start()
     try:
         for epoch in range(start + 1, epochs + 1):
             if bar is not None:
                 bar.epoch(epoch, epochs)
             t0 = time.perf_counter()
+            tuner.pause()
             sums = np.zeros(3)  # loss, reconstruction, kl, each times the batch size
             for b, xb in enumerate(batches, start=1):
                 B = len(xb)
@@ -214,14 +225,16 @@ def train(model, x_train, x_val=None, epochs=10, batch_size=128, optimizer=None,
                 if clip is not None:
                     clip_grad_norm(model._flat_grads, clip)
                 opt.step(model.grads)
+                tuner.tick(B)
                 last = model.last
                 sums += (loss * B, last["reconstruction"] * B, last["kl"] * B)
                 if bar is not None:
+                    bar.note = tuner.label
                     bar.step(b, loss, B)
             seconds = time.perf_counter() - t0
             if not np.isfinite(model._flat_params).all():
                 _diverged(float("nan"), epoch, epochs, nb, nb, checkpoint, start, history)
-            history.append(_record(model, epoch, sums / len(x), xv, seconds))
+            history.append({**_record(model, epoch, sums / len(x), xv, seconds), **tuner.epoch_summary()})
             if checkpoint is not None:
                 train_state = {"epoch": epoch, "epochs": epochs, "rng": rng.bit_generator.state,
                                "history": history, **settings}
@@ -231,6 +244,7 @@ def train(model, x_train, x_val=None, epochs=10, batch_size=128, optimizer=None,
             if any([cb(model, history) is True for cb in callbacks]):
                 break
     finally:
+        tuner.close()
         model.kl_weight = 1.0
         if bar is not None:
             bar.close()

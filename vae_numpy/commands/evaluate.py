@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+from .._threads import cli_type
 from . import DATASETS, add_data_arguments, load_splits, nonnegative_int
 
 DEFAULT_IWAE = 100
@@ -22,6 +23,8 @@ def add_arguments(p):
     p.add_argument("--iwae-samples", type=nonnegative_int, default=DEFAULT_IWAE, metavar="K",
                    help=f"importance samples per image for log p(x), default {DEFAULT_IWAE}; 0 skips it")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="seeds the posterior samples, default 0")
+    p.add_argument("--threads", type=cli_type, default=None, metavar="N|auto",
+                   help="BLAS threads: auto (default; measured on the IWAE's decoding) or N (pinned)")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object: neg_elbo, reconstruction, kl, log_likelihood, active_units, ...")
 
@@ -44,7 +47,8 @@ def run(args):
     dataset, (x_test,), where = load_splits(dataset, data_dir, args.offline, progress=not args.json,
                                             splits=("test",))   # the test split only: t10k files suffice
     binarize = state.get("binarize", "none")
-    result = evaluate(model, x_test, iwae_samples=args.iwae_samples, seed=args.seed, binarize=binarize)
+    result = evaluate(model, x_test, iwae_samples=args.iwae_samples, seed=args.seed, binarize=binarize,
+                      threads=args.threads)
     result = {**result, "dataset": dataset, "split": "test", "binarize": binarize, "checkpoint": str(args.checkpoint),
               "epoch": state.get("epoch")}
     if args.json:

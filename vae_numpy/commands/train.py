@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from .._threads import cli_type
 from . import DATASETS, add_data_arguments, choose_dataset, hidden_dims, nonnegative_float, positive_float, positive_int
 
 ARCHS = ("mlp", "conv", "rnn")   # architectures.ARCHS (not imported here: --help stays fast)
@@ -65,6 +66,9 @@ def add_arguments(p):
     p.add_argument("--out", default=None, metavar="DIR", help="the run folder, default runs/<timestamp>")
     p.add_argument("--resume", default=None, metavar="CKPT",
                    help="continue the run saved in CKPT (its model.npz) up to --epochs in total")
+    p.add_argument("--threads", type=cli_type, default=None, metavar="N|auto",
+                   help="BLAS threads: auto (default; measured on the training steps, re-checked as the load "
+                        "changes) or N (pinned: the same run to the bit); also $VAE_NUMPY_THREADS")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar (nor, where the output is not a terminal, a progress line every 10 s)")
     p.add_argument("--no-figures", action="store_true", help="skip the PNG figures (loss, reconstructions, samples)")
@@ -234,14 +238,15 @@ def run(args):
         from tqdm import tqdm
         tqdm.write(f"epoch {r['epoch']:>{len(str(epochs))}}/{epochs}  train {r['train_loss']:8.2f}  test "
                    f"{r['val_loss']:8.2f} = rec {r['val_reconstruction']:7.2f} + KL {r['val_kl']:6.2f}  "
-                   f"({r['seconds']:.1f} s)")
+                   f"({r['seconds']:.1f} s, {r['threads']} thread{'s' if r['threads'] != 1 else ''})")
 
     try:
         history = train(model, x_train, x_test, epochs=epochs, batch_size=settings["batch_size"], optimizer=opt,
                         seed=settings["seed"], beta_warmup=settings["beta_warmup"],
                         clip_grad=settings["clip_grad"], callbacks=[report], progress=progress,
                         binarize=settings["binarize"], checkpoint=ckpt, state=state,
-                        info={"dataset": dataset, "data": _data_folder(dataset, data_dir)}, where=resume_path)
+                        info={"dataset": dataset, "data": _data_folder(dataset, data_dir)}, where=resume_path,
+                        threads=args.threads)
     except TrainingDiverged as exc:
         kept = ""
         if not ckpt.is_file() and resume_path is not None:
