@@ -76,7 +76,9 @@ def test_cli_trains_conv_and_every_command_reads_it(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv,msg", [(["--arch", "mlp", "--channels", "4,8"], "--channels applies to --arch conv"),
-                                      (["--arch", "conv", "--hidden", "10"], "--hidden applies to --arch mlp")])
+                                      (["--arch", "conv", "--hidden", "10"], "--hidden applies to --arch mlp"),
+                                      (["--state-size", "8"], "--state-size applies to --arch rnn"),
+                                      (["--arch", "conv", "--cell", "gru"], "--cell applies to --arch rnn")])
 def test_cli_arch_options_belong_to_their_arch(tmp_path, capsys, argv, msg):
     assert main(["train", "--dataset", "mnist-5k", *argv, "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
@@ -88,3 +90,13 @@ def test_help_says_which_option_applies_to_which_arch(capsys):
         main(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "[--arch mlp] hidden widths" in text and "[--arch conv] channels" in text
+    assert "[--arch rnn] size of the recurrent state" in text and "[--arch rnn] gru (default)" in text
+
+
+def test_cli_trains_rnn_with_its_options(tmp_path, capsys):
+    run = tmp_path / "r"
+    assert main(["train", "--dataset", "mnist-5k", "--arch", "rnn", "--state-size", "4", "--cell", "rnn",
+                 "--latent-dim", "2", "--batch-size", "1000", "--epochs", "1", "--no-progress", "--no-figures",
+                 "--out", str(run)]) == 0
+    model = vn.load_model(run / "model.npz")
+    assert model.arch == "rnn" and model.decoder.cell == "rnn" and model.decoder.units == 4
