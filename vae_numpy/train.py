@@ -30,9 +30,9 @@ import numpy as np
 
 from . import _kernels
 from ._progress import make_progress
+from ._threads import ThreadTuner
 from ._train_state import STATE_KEYS as _STATE_KEYS
 from ._train_state import check_train_state, generator
-from ._threads import ThreadTuner
 from ._validate import check_choice, check_float, check_int, check_rng, check_writable
 from .checkpoint import save_model
 from .datasets import BINARIZE, binarize_static
