@@ -32,6 +32,7 @@ NOTEBOOKS = {  # file name -> module in tools/notebooks holding CELLS
     "04_exploring_the_latent_space.ipynb": "nb04",
     "05_beta_vae_and_collapse.ipynb": "nb05",
     "06_making_it_fast.ipynb": "nb06",
+    "07_cnn_and_rnn_encoders.ipynb": "nb07",
 }
 
 METADATA = {
