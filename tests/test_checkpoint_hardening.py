@@ -281,6 +281,7 @@ BAD_STATES = {
     "clip negative": (setter("clip_grad", -1), "clip_grad"), "warmup text": (setter("beta_warmup", "x"), "beta_warmup"),
     "n_train zero": (setter("n_train", 0), "n_train"), "dataset number": (setter("dataset", 5), "dataset"),
     "data list": (setter("data", ["/tmp"]), "'data'"),
+    "threads huge": (setter("threads", 10 ** 9), "threads"), "threads text": (setter("threads", "many"), "threads"),
 }
 
 

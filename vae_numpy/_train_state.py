@@ -10,6 +10,7 @@ run bit for bit:
     beta_warmup  number >= 0                         clip_grad    None or number > 0
     binarize     "none", "static" or "dynamic"       n_train      int >= 1, the training set's size
     dataset, data  optional: the dataset's name and the folder it was read from (str or None)
+    threads      optional: "auto" or the pinned BLAS thread count (an int >= 1) of the run
 
 Other keys are kept as they are (facts a caller stored with ``info=``). A value of the wrong type (epoch "two",
 history "abc", a negative batch size, an rng state numpy refuses) raises a CheckpointError that names the key,
@@ -75,6 +76,8 @@ def check_train_state(state, where="the training state") -> dict:
         "binarize": (lambda v: isinstance(v, str) and v in BINARIZE, f"it must be one of {', '.join(BINARIZE)}"),
         "dataset": (lambda v: v is None or isinstance(v, str), "it must be a dataset's name or null"),
         "data": (lambda v: v is None or isinstance(v, str), "it must be a folder's path or null"),
+        "threads": (lambda v: v == "auto" or (_is_int(v) and 1 <= v <= 1024),
+                    "it must be \"auto\" or a BLAS thread count from 1 to 1024"),
     }
     for key, (ok, why) in checks.items():
         if key in state and not ok(state[key]):
