@@ -46,9 +46,9 @@ def add_arguments(p):
     p.add_argument("--channels", type=hidden_dims, default=None, metavar="32,64",
                    help="[--arch conv] channels of the two convolutions, default 32,64")
     p.add_argument("--state-size", type=positive_int, default=None, metavar="S",
-                   help="[--arch rnn] state size of the recurrent encoder and decoder, default 128")
+                   help="[--arch rnn] size of the recurrent state (encoder and decoder), default 128")
     p.add_argument("--cell", choices=("gru", "rnn"), default=None,
-                   help="[--arch rnn] the recurrent cell: gru (default) or rnn (the vanilla tanh RNN)")
+                   help="[--arch rnn] gru (default) or rnn (the vanilla tanh RNN)")
     p.add_argument("--latent-dim", type=positive_int, default=None, metavar="Z", help="default 20")
     p.add_argument("--beta", type=nonnegative_float, default=None, help="weight of the KL term, default 1")
     p.add_argument("--likelihood", choices=("bernoulli", "gaussian"), default=None, help="default bernoulli")
