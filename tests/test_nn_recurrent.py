@@ -210,3 +210,30 @@ def test_float32_rational_tanh_is_within_4e7_relative_everywhere():
     want = np.tanh(x[0].astype(np.float64))
     assert np.all(np.abs(got - want) <= 4e-7 * np.maximum(np.abs(want), 1.0))   # near 0 through 2r - 1: absolute
     np.testing.assert_array_equal(z, 0.5)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_float32_layers_with_workspaces_follow_float64(cell):
+    """The training path (float32, ws=True, Numba kernels) against the float64 one, forward and backward."""
+    rng = np.random.default_rng(7)
+    N, T, F, H, C = 16, 28, 28, 32, 5
+    x, c = rng.random((N, T, F)), rng.standard_normal((N, C))
+    dy_enc, dy_dec = rng.standard_normal((N, H)), rng.standard_normal((N, T, H))
+    out = {}
+    for dtype in ("float64", "float32"):
+        enc = materialize(ENCODERS[cell](H), (T, F), dtype=dtype, seed=0)
+        dec = materialize(RecurrentDecoder(H, T, cell=cell), (C,), dtype=dtype, seed=0)
+        ws = dtype == "float32"
+        results = []
+        for _ in range(2):                                    # a second call reuses the workspaces
+            y = enc.forward(x.astype(dtype), ws=ws).copy()
+            enc.backward(dy_enc.astype(dtype), need_dx=False)
+            s = dec.forward(c.astype(dtype), ws=ws).copy()
+            dc = dec.backward(dy_dec.astype(dtype)).copy()
+            results.append([y, s, dc, *(g.copy() for g in enc.grads.values()),
+                            *(g.copy() for g in dec.grads.values())])
+        for a, b in zip(*results, strict=True):
+            np.testing.assert_array_equal(a, b)
+        out[dtype] = results[0]
+    for a, b in zip(out["float64"], out["float32"], strict=True):
+        assert array_rel_error(a, b) < 2e-5
