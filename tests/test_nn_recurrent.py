@@ -6,7 +6,7 @@ import pytest
 from vae_numpy import _kernels, _rnn_kernels
 from vae_numpy import errors as vn_errors
 from vae_numpy.gradcheck import array_rel_error, numerical_gradient
-from vae_numpy.nn import check_layer, materialize
+from vae_numpy.nn import Dense, Flatten, Reshape, Sequential, check_layer, materialize
 from vae_numpy.nn import recurrent_steps as rs
 from vae_numpy.nn.base import from_config
 from vae_numpy.nn.recurrent import GRU, RNN
@@ -237,3 +237,14 @@ def test_float32_layers_with_workspaces_follow_float64(cell):
         out[dtype] = results[0]
     for a, b in zip(out["float64"], out["float32"], strict=True):
         assert array_rel_error(a, b) < 2e-5
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_encoder_decoder_stack_matches_finite_differences(cell):
+    """The rnn arch's layers in one Sequential: image -> rows -> encoder -> code -> decoder -> rows -> image."""
+    Enc = ENCODERS[cell]
+    stack = Sequential([Reshape((6, 5)), Enc(4), Dense(2, "tanh"), RecurrentDecoder(3, 6, cell=cell),
+                        TimeDistributedDense(5), Flatten()])
+    materialize(stack, (30,), seed=1, init="torch")
+    assert stack.out_shape == (30,)
+    check_layer(stack, np.random.default_rng(2).random((3, 30))).assert_ok()
