@@ -23,9 +23,10 @@ FULL_EPOCHS = 5   # as benchmarks/bench_recipe.py, where vae-numpy and PyTorch a
 # flags that describe the model or the loop: fixed by the checkpoint when resuming (None = not given)
 MODEL_FLAGS = {"hidden": (400,), "latent_dim": 20, "beta": 1.0, "likelihood": "bernoulli", "model": "vae",
                "lr": 1e-3, "batch_size": 128, "binarize": "none", "seed": 0, "beta_warmup": 0.0,
-               "clip_grad": None, "init": "he-xavier", "objective": "elbo", "k": 1, "arch": "mlp", "channels": None}
+               "clip_grad": None, "init": "he-xavier", "objective": "elbo", "k": 1, "arch": "mlp", "channels": None,
+               "state_size": None, "cell": None}
 # the flags that apply to one architecture only
-ARCH_FLAGS = {"hidden": "mlp", "channels": "conv"}
+ARCH_FLAGS = {"hidden": "mlp", "channels": "conv", "state_size": "rnn", "cell": "rnn"}
 
 
 def add_arguments(p):
@@ -45,6 +46,10 @@ def add_arguments(p):
                    help="[--arch mlp] hidden widths of the encoder (the decoder mirrors them), default 400")
     p.add_argument("--channels", type=hidden_dims, default=None, metavar="32,64",
                    help="[--arch conv] channels of the two convolutions, default 32,64")
+    p.add_argument("--state-size", type=positive_int, default=None, metavar="S",
+                   help="[--arch rnn] state size of the recurrent encoder and decoder, default 128")
+    p.add_argument("--cell", choices=("gru", "rnn"), default=None,
+                   help="[--arch rnn] the recurrent cell: gru (default) or rnn (the vanilla tanh RNN)")
     p.add_argument("--latent-dim", type=positive_int, default=None, metavar="Z", help="default 20")
     p.add_argument("--beta", type=nonnegative_float, default=None, help="weight of the KL term, default 1")
     p.add_argument("--likelihood", choices=("bernoulli", "gaussian"), default=None, help="default bernoulli")
