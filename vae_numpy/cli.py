@@ -43,7 +43,7 @@ def _cmd_gradcheck(args):
 
 # ------------------------------------------------------------------------------------- datasets
 def _add_datasets(p):
-    p.add_argument("--data-dir", default=None, help="a folder to look in first")
+    p.add_argument("--data-dir", default=None, help="the folder to look in (only there: it is used, or it is an error)")
 
 
 def _cmd_datasets(args):
@@ -62,7 +62,7 @@ COMMANDS = {
     "compare": ("samples of an autoencoder beside a VAE's at one latent size (AE vs VAE)", ".commands.compare"),
     "gradcheck": ("finite-difference checks of every layer, loss and model", None),
     "datasets": ("list the datasets, where each was found, and its size", None),
-    "assignments": ("write student versions of the tutorial notebooks", ".commands.assignments"),
+    "assignments": ("write student versions of the tutorial notebooks, or grade submissions", ".commands.assignments"),
 }
 
 
