@@ -70,7 +70,16 @@ def test_evaluate_prints_the_numbers_and_sample_writes_a_png(tmp_path, capsys, o
     text = capsys.readouterr().out
     assert "negative ELBO" in text and "IWAE" in text and "active units" in text
     assert main(["sample", str(tmp_path / "r" / "model.npz"), "-n", "10", "--out", str(tmp_path / "s.png")]) == 0
-    assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
+    first = (tmp_path / "s.png").read_bytes()
+    assert first[:4] == b"\x89PNG"
+    # an existing image is not replaced unless asked: one line, exit 2, the file untouched
+    assert main(["sample", str(tmp_path / "r" / "model.npz"), "-n", "4", "--out", str(tmp_path / "s.png")]) == 2
+    err = capsys.readouterr().err
+    assert "exists" in err and "--force" in err and len(err.strip().splitlines()) == 1
+    assert (tmp_path / "s.png").read_bytes() == first
+    assert main(["sample", str(tmp_path / "r" / "model.npz"), "-n", "4", "--out", str(tmp_path / "s.png"),
+                 "--force"]) == 0
+    assert (tmp_path / "s.png").read_bytes() != first
 
 
 def test_init_flag_reaches_the_model_and_the_metrics(tmp_path, offline):

@@ -14,6 +14,7 @@ def add_arguments(p):
     p.add_argument("--seed", type=int, default=0, metavar="S", help="seeds the draws h ~ N(0, I), default 0")
     p.add_argument("--cols", type=positive_int, default=None, metavar="C",
                    help="images per row, default about sqrt(N)")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
 
 
 def run(args):
@@ -30,6 +31,8 @@ def run(args):
         raise ConfigError(f"--out {args.out!r} must name a .png file")
     if out.is_dir():
         raise ConfigError(f"--out {args.out!r} is a folder; name a .png file, e.g. {out / 'samples.png'}")
+    if out.exists() and not args.force:
+        raise ConfigError(f"--out {args.out!r} exists; add --force to replace it, or name another file")
     check_writable(out.parent, f"--out {args.out}")
     model = load_checkpoint(args.checkpoint).model
     images = model.sample(args.n, seed=args.seed)
