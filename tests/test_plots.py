@@ -127,6 +127,14 @@ def test_explore_command_writes_named_pngs(models, tmp_path, capsys):
                  "samples"]) == 0
     assert sorted(p.name for p in (tmp_path / "z4").iterdir()) == ["samples.png", "traversal.png"]
     capsys.readouterr()
+    before = (tmp_path / "z4" / "samples.png").read_bytes()
+    again = ["explore", str(ckpt4), "--out", str(tmp_path / "z4"), "-n", "100", "--what", "samples", "--seed", "3"]
+    assert main(again) == 2                               # figures of the same names are not replaced unasked
+    assert "--force" in capsys.readouterr().err
+    assert (tmp_path / "z4" / "samples.png").read_bytes() == before
+    assert main([*again, "--force"]) == 0
+    assert (tmp_path / "z4" / "samples.png").read_bytes() != before
+    capsys.readouterr()
     assert main(["explore", str(ckpt4), "--what", "manifold"]) == 2
     assert "latent_dim=4" in capsys.readouterr().err
     assert main(["explore", str(tmp_path / "missing.npz")]) == 2
@@ -139,7 +147,10 @@ def test_compare_command(models, tmp_path, capsys):
     assert main(["compare", str(ae), str(vae), "--out", str(out), "-n", "8", "--fit-images", "500"]) == 0
     _png_ok(out)
     capsys.readouterr()
-    assert main(["compare", str(vae), str(ae), "--out", str(out)]) == 2
+    before = out.read_bytes()
+    assert main(["compare", str(ae), str(vae), "--out", str(out), "-n", "4"]) == 2   # exists: not replaced
+    assert "--force" in capsys.readouterr().err and out.read_bytes() == before
+    assert main(["compare", str(vae), str(ae), "--out", str(out), "--force"]) == 2
     assert "AE_CKPT VAE_CKPT" in capsys.readouterr().err
 
 

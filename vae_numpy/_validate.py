@@ -120,6 +120,16 @@ def check_writable(folder, what: str) -> Path:
     return folder
 
 
+def check_new_files(paths, flag: str = "--out", force: bool = False) -> None:
+    """Refuse to replace files that exist (ConfigError, one line naming the first one) unless `force`."""
+    if force:
+        return
+    existing = [str(p) for p in paths if Path(p).exists()]
+    if existing:
+        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        raise ConfigError(f"{flag}: {existing[0]}{more} exists; add --force to replace it, or write elsewhere")
+
+
 def check_out_dir(path, flag: str = "--out", create: bool = True) -> Path:
     """A folder to write results into, checked before the work starts (ConfigError, one line, naming `flag`).
 

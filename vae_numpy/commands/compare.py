@@ -21,15 +21,18 @@ def add_arguments(p):
                    help="the training images the Gaussian is fitted on (default: the AE checkpoint's dataset)")
     p.add_argument("--fit-images", type=positive_int, default=10000, metavar="N",
                    help="how many training images to fit it on (default 10000)")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
     add_data_arguments(p)
 
 
 def run(args):
+    from .._validate import check_new_files
     from ..checkpoint import load_model
     from ..errors import ConfigError
     from ..explore import ae_vs_vae_samples
     from ..plots import ae_vs_vae_figure, save_figure
     from .explore import load_model_and_data
+    check_new_files([args.out], "--out", args.force)
     ae, x_train, _, name = load_model_and_data(args.ae_checkpoint, args.dataset, "train", args.fit_images,
                                                args.data_dir, args.offline)
     vae = load_model(args.vae_checkpoint)

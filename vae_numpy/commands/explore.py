@@ -26,6 +26,7 @@ def add_arguments(p):
                    help="the images to encode (default: the checkpoint's dataset, else mnist-5k)")
     p.add_argument("-n", "--n", type=positive_int, default=1000, help="test images used (default 1000)")
     p.add_argument("--seed", type=nonnegative_int, default=0, help="seeds the prior samples (default 0)")
+    p.add_argument("--force", action="store_true", help="replace figures of the same names in --out")
     add_data_arguments(p)
 
 
@@ -51,7 +52,7 @@ def load_model_and_data(path, dataset, split, n, data_dir=None, offline=False):
 
 
 def run(args):
-    from .._validate import check_out_dir
+    from .._validate import check_new_files, check_out_dir
     from ..plots import model_figures, save_figure
     out = check_out_dir(Path(args.out) if args.out is not None else Path(args.checkpoint).parent / "explore",
                         "--out", create=False)
@@ -63,8 +64,8 @@ def run(args):
                    if not fits]
         if skipped:
             print(f"skipped {', '.join(skipped)} (manifold needs latent_dim=2, kl_per_dim a VAE)")
-    written = []
-    for fig_name, fig in model_figures(model, x, labels, what=args.what, seed=args.seed).items():
-        written.append(save_figure(fig, out / f"{fig_name}.png"))
+    figures = model_figures(model, x, labels, what=args.what, seed=args.seed)
+    check_new_files([out / f"{fig_name}.png" for fig_name in figures], "--out", args.force)
+    written = [save_figure(fig, out / f"{fig_name}.png") for fig_name, fig in figures.items()]
     print(f"wrote {out}/: " + ", ".join(p.name for p in written))
     return 0
