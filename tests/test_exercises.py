@@ -153,18 +153,39 @@ def adam_step(p, g, m, v, t, lr=1e-3, b1=0.9, b2=0.999, eps=1e-8):
     "nb07-conv-backward": ['''
 def conv_backward(dy, cache):
     x, W, stride, pad, cols = cache
-    b = np.zeros(W.shape[3])
-    f = lambda _: float(np.sum(conv_forward(x, W, b, stride, pad)[0] * dy))
-    return (vn.gradcheck.numerical_gradient(f, x.copy()), vn.gradcheck.numerical_gradient(f, W),
-            dy.sum(axis=(0, 1, 2)))
+    layer = vn.nn.materialize(vn.nn.Conv2d(W.shape[3], W.shape[:2], stride=stride, padding=pad), x.shape[1:])
+    layer.params["W"][...], layer.params["b"][...] = W, 0.0
+    layer.forward(x)
+    return layer.backward(dy).copy(), layer.grads["W"].copy(), layer.grads["b"].copy()
+''', '''
+from vae_numpy._conv_kernels import col2im_np as _col2im
+def conv_backward(dy, cache):
+    x, W, stride, pad, cols = cache
+    N, Ho, Wo, O = dy.shape
+    dy2 = dy.reshape(-1, O)
+    dcols = (dy2 @ W.reshape(-1, O).T).reshape(cols.shape)
+    dx = _col2im(dcols, stride, pad, pad, np.empty_like(x))
+    return dx, (cols.reshape(len(dy2), -1).T @ dy2).reshape(W.shape), dy2.sum(axis=0)
+''', '''
+from vae_numpy import _conv_kernels
+def conv_backward(dy, cache, _k=_conv_kernels.K.col2im):
+    x, W, stride, pad, cols = cache
+    N, Ho, Wo, O = dy.shape
+    dy2 = dy.reshape(-1, O)
+    dcols = (dy2 @ W.reshape(-1, O).T).reshape(cols.shape)
+    dx = _k(dcols, stride, pad, pad, np.empty_like(x))
+    return dx, (cols.reshape(len(dy2), -1).T @ dy2).reshape(W.shape), dy2.sum(axis=0)
 ''', '''
 def conv_backward(dy, cache):
     x, W, stride, pad, cols = cache
-    b = np.zeros(W.shape[3])
-    grads = {}
-    report = vn.gradcheck.check_function(lambda x, W, b: conv_forward(x, W, b, stride, pad)[0],
-                                         lambda d: grads, {"x": x, "W": W, "b": b})
-    return grads["x"], grads["W"], grads["b"]
+    layer = vn.nn.materialize(vn.nn.ConvTranspose2d(W.shape[2], W.shape[:2], stride=stride), dy.shape[1:])
+    layer.params["W"][...], layer.params["b"][...] = W, 0.0
+    full = layer.forward(dy)                            # the padded image's gradient, up to the last window
+    dxp = np.zeros((len(x), x.shape[1] + 2 * pad, x.shape[2] + 2 * pad, x.shape[3]))
+    dxp[:, :full.shape[1], :full.shape[2]] = full
+    dx = dxp[:, pad:pad + x.shape[1], pad:pad + x.shape[2]]
+    dy2 = dy.reshape(-1, W.shape[3])
+    return dx, (cols.reshape(len(dy2), -1).T @ dy2).reshape(W.shape), dy2.sum(axis=0)
 '''],
     "nb07-gru-backward": ['''
 def gru_step_backward(dh, cache):
