@@ -91,12 +91,3 @@ def test_help_says_which_option_applies_to_which_arch(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "[--arch mlp] hidden widths" in text and "[--arch conv] channels" in text
     assert "[--arch rnn] size of the recurrent state" in text and "[--arch rnn] gru (default)" in text
-
-
-def test_cli_trains_rnn_with_its_options(tmp_path, capsys):
-    run = tmp_path / "r"
-    assert main(["train", "--dataset", "mnist-5k", "--arch", "rnn", "--state-size", "4", "--cell", "rnn",
-                 "--latent-dim", "2", "--batch-size", "1000", "--epochs", "1", "--no-progress", "--no-figures",
-                 "--out", str(run)]) == 0
-    model = vn.load_model(run / "model.npz")
-    assert model.arch == "rnn" and model.decoder.cell == "rnn" and model.decoder.units == 4
