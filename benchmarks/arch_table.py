@@ -1,0 +1,143 @@
+"""The README's side-by-side table of the three architectures (issue 12): mlp, conv and rnn, each trained from the
+command line on full MNIST with the same settings, then evaluated and drawn.
+
+Run (resumable: a finished arch is skipped, an interrupted one continues from its run folder's checkpoint):
+    python benchmarks/arch_table.py --runs /tmp/arch_table            # 5 epochs, latent 20, 1 BLAS thread
+    python benchmarks/arch_table.py --archs mlp --epochs 1            # one of them, shorter
+
+For each arch, exactly what a user would type:
+    vae-numpy train --arch A --dataset mnist --data-dir D --epochs E --latent-dim Z --seed 0 --threads T --out RUN/A
+    vae-numpy evaluate RUN/A/model.npz --iwae-samples K --json
+and the parameter count, the mean epoch time (the training steps, from the run's metrics.json), the test -ELBO
+and the IWAE estimate of -log p(x) go to ``benchmarks/results/arch_table.json``. One figure,
+``docs/img/arch_samples_reconstructions.png``: per arch a row of test digits, their reconstructions
+(decode(mu(x))) and samples from the prior, all drawn with the same seed.
+
+Settings: grey-level MNIST (Bernoulli on pixels / 255), batch 128, Adam 1e-3, the default initialization; the
+arch's defaults (mlp 400 hidden ReLU; conv channels 32, 64 and Dense 16; rnn GRU with 128 states).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+DEFAULT_DATA = next((d for d in (ROOT.parent / "shared/data/mnist", ROOT.parent.parent / "shared/data/mnist")
+                     if d.is_dir()), ROOT.parent / "shared/data/mnist")
+OUT = ROOT / "benchmarks" / "results" / "arch_table.json"
+FIGURE = ROOT / "docs" / "img" / "arch_samples_reconstructions.png"
+ARCHS = ("mlp", "conv", "rnn")
+
+
+def cli(*args):
+    """Run `python -m vae_numpy ARGS` from the repository's root; return its stdout, fail loudly on an error."""
+    cmd = [sys.executable, "-m", "vae_numpy", *map(str, args)]
+    print("$ vae-numpy " + " ".join(map(str, args)), flush=True)
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"failed ({done.returncode}): {' '.join(cmd)}\n{done.stdout}\n{done.stderr}")
+    return done.stdout
+
+
+def train_arch(arch, args):
+    run = args.runs / arch
+    ckpt, metrics = run / "model.npz", run / "metrics.json"
+    if metrics.exists() and len(json.loads(metrics.read_text())["history"]) >= args.epochs and \
+            (run / "samples.png").exists():
+        return run
+    common = ["--epochs", args.epochs, "--threads", args.threads, "--no-progress"]
+    if ckpt.exists():
+        cli("train", "--resume", ckpt, "--data-dir", args.data_dir, *common)
+    else:
+        cli("train", "--arch", arch, "--dataset", "mnist", "--data-dir", args.data_dir, "--latent-dim",
+            args.latent_dim, "--seed", args.seed, "--out", run, *common)
+    return run
+
+
+def row(arch, run, args):
+    import vae_numpy as vn
+    history = json.loads((run / "metrics.json").read_text())["history"]
+    t0 = time.perf_counter()
+    ev = json.loads(cli("evaluate", run / "model.npz", "--data-dir", args.data_dir, "--iwae-samples",
+                        args.iwae_samples, "--threads", args.threads, "--json"))
+    model = vn.load_model(run / "model.npz")
+    seconds = [h["seconds"] for h in history if "seconds" in h]
+    return {"arch": arch, "parameters": int(model.n_params), "epochs": len(history),
+            "epoch_s_mean": float(np.mean(seconds)) if seconds else None, "epoch_s": seconds,
+            "train_loss": history[-1].get("train_loss"), "test_neg_elbo": ev["neg_elbo"],
+            "test_neg_log_likelihood": -ev["log_likelihood"] if ev.get("log_likelihood") is not None else None,
+            "iwae_samples": args.iwae_samples, "active_units": ev.get("active_units"),
+            "evaluate_s": round(time.perf_counter() - t0, 1), "run": str(run)}
+
+
+def figure(runs, args):
+    import vae_numpy as vn
+    from vae_numpy import plots
+    from vae_numpy.datasets import load_dataset
+    x_test = load_dataset("mnist", "test", data_dir=args.data_dir, download=False)[0][:10]
+    x_test = x_test.reshape(len(x_test), -1).astype(np.float32) / 255.0
+    n = 10
+    fig, axes = plots.subplots(len(runs), 3, figsize=(12.0, 1.45 * len(runs) + 0.5))
+    axes = np.atleast_2d(axes)
+    for i, (arch, run) in enumerate(runs):
+        model = vn.load_model(run / "model.npz")
+        x_hat = model.decode(model.encode(x_test[:n].reshape(n, -1).astype(model.dtype))[0])
+        samples = model.sample(n, seed=args.seed)
+        for ax, images, title in zip(axes[i], (x_test[:n], x_hat, samples),
+                                     ("test digits", "reconstructions", "samples from N(0, I)"), strict=True):
+            ax.imshow(plots.image_grid(np.asarray(images).reshape(n, -1), n_cols=5, pad=1), cmap="gray",
+                      vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(f"{arch}: {title}", fontsize=10)
+    args.figure.parent.mkdir(parents=True, exist_ok=True)
+    plots.save_figure(fig, args.figure)
+    return args.figure
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--archs", default=",".join(ARCHS))
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--latent-dim", type=int, default=20)
+    p.add_argument("--iwae-samples", type=int, default=100)
+    p.add_argument("--threads", default="1")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir", type=Path, default=Path(os.environ.get("VAE_NUMPY_DATA", str(DEFAULT_DATA))))
+    p.add_argument("--runs", type=Path, default=Path("/tmp/arch_table"))
+    p.add_argument("--out", type=Path, default=OUT)
+    p.add_argument("--figure", type=Path, default=FIGURE)
+    p.add_argument("--no-figure", action="store_true")
+    args = p.parse_args(argv)
+    archs = [a for a in args.archs.split(",") if a]
+    unknown = sorted(set(archs) - set(ARCHS))
+    if unknown:
+        p.error(f"unknown arch {unknown}; choose from {', '.join(ARCHS)}")
+    results = json.loads(args.out.read_text()) if args.out.exists() else {"rows": {}}
+    runs = []
+    for arch in archs:
+        run = train_arch(arch, args)
+        runs.append((arch, run))
+        r = row(arch, run, args)
+        r["load_average"] = os.getloadavg()
+        r["when"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+        r["settings"] = {"epochs": args.epochs, "latent_dim": args.latent_dim, "threads": args.threads,
+                         "seed": args.seed, "batch": 128, "lr": 1e-3, "likelihood": "bernoulli, pixels / 255"}
+        results["rows"][arch] = r
+        args.out.write_text(json.dumps(results, indent=1) + "\n")
+        print(json.dumps(r), flush=True)
+    if not args.no_figure:
+        print("wrote", figure(runs, args))
+
+
+if __name__ == "__main__":
+    main()
