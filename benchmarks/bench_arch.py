@@ -198,6 +198,9 @@ def main(argv=None):
     p.add_argument("--cell", choices=("gru", "rnn"), default=None, help="[rnn] default gru")
     p.add_argument("--threads", type=int, default=2, help="BLAS / torch threads (default 2)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--init", choices=("torch", "he-xavier"), default="torch",
+                   help="vae-numpy's initialization, copied into the PyTorch twin (default torch: PyTorch's own "
+                        "distributions)")
     p.add_argument("--data-dir", default=os.environ.get("VAE_NUMPY_DATA", str(DEFAULT_DATA)))
     p.add_argument("--out", default=str(OUT))
     args = p.parse_args(argv)
@@ -215,7 +218,7 @@ def main(argv=None):
     worst = check_equal(args.arch, options, x_train[:16].astype(np.float64), torch)
     print(f"{args.arch}: loss and gradients equal in float64 (max relative error {worst:.1e})", flush=True)
 
-    model = vn.VAE(arch=args.arch, latent_dim=args.latent_dim, init="torch", seed=args.seed, **options)
+    model = vn.VAE(arch=args.arch, latent_dim=args.latent_dim, init=args.init, seed=args.seed, **options)
     net, _ = TWINS[args.arch](model, torch)
     opt, topt = vn.Adam(model.params, lr=LR), torch.optim.Adam(net.parameters(), lr=LR)
     rng = np.random.default_rng(args.seed)
