@@ -49,7 +49,7 @@ def cli(*args):
 
 
 def train_arch(arch, args):
-    run = args.runs / arch
+    run = args.runs / (args.label or arch)
     ckpt, metrics = run / "model.npz", run / "metrics.json"
     if metrics.exists() and len(json.loads(metrics.read_text())["history"]) >= args.epochs and \
             (run / "samples.png").exists():
@@ -58,8 +58,9 @@ def train_arch(arch, args):
     if ckpt.exists():
         cli("train", "--resume", ckpt, "--data-dir", args.data_dir, *common)
     else:
+        warmup = ["--beta-warmup", args.beta_warmup] if args.beta_warmup else []
         cli("train", "--arch", arch, "--dataset", "mnist", "--data-dir", args.data_dir, "--latent-dim",
-            args.latent_dim, "--seed", args.seed, "--out", run, *common)
+            args.latent_dim, "--seed", args.seed, "--out", run, *warmup, *common)
     return run
 
 
@@ -112,31 +113,37 @@ def main(argv=None):
     p.add_argument("--iwae-samples", type=int, default=100)
     p.add_argument("--threads", default="1")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--beta-warmup", type=float, default=0, help="epochs of KL warm-up (vae-numpy train --beta-warmup)")
+    p.add_argument("--label", default=None, help="the row's name (one arch only), e.g. conv-warmup; default the arch")
     p.add_argument("--data-dir", type=Path, default=Path(os.environ.get("VAE_NUMPY_DATA", str(DEFAULT_DATA))))
     p.add_argument("--runs", type=Path, default=Path("/tmp/arch_table"))
     p.add_argument("--out", type=Path, default=OUT)
     p.add_argument("--figure", type=Path, default=FIGURE)
     p.add_argument("--no-figure", action="store_true")
+    p.add_argument("--figure-rows", default=None, help="rows of the figure, e.g. mlp,conv,conv-warmup,rnn")
     args = p.parse_args(argv)
     archs = [a for a in args.archs.split(",") if a]
     unknown = sorted(set(archs) - set(ARCHS))
     if unknown:
         p.error(f"unknown arch {unknown}; choose from {', '.join(ARCHS)}")
+    if args.label and len(archs) != 1:
+        p.error("--label names one row: give one arch")
     results = json.loads(args.out.read_text()) if args.out.exists() else {"rows": {}}
-    runs = []
     for arch in archs:
         run = train_arch(arch, args)
-        runs.append((arch, run))
         r = row(arch, run, args)
+        r["label"] = args.label or arch
         r["load_average"] = os.getloadavg()
         r["when"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
         r["settings"] = {"epochs": args.epochs, "latent_dim": args.latent_dim, "threads": args.threads,
-                         "seed": args.seed, "batch": 128, "lr": 1e-3, "likelihood": "bernoulli, pixels / 255"}
-        results["rows"][arch] = r
+                         "seed": args.seed, "beta_warmup": args.beta_warmup, "batch": 128, "lr": 1e-3,
+                         "likelihood": "bernoulli, pixels / 255"}
+        results["rows"][args.label or arch] = r
         args.out.write_text(json.dumps(results, indent=1) + "\n")
         print(json.dumps(r), flush=True)
-    if not args.no_figure:
-        print("wrote", figure(runs, args))
+    if not args.no_figure:   # every row in the results, in --figure-rows order (default: as they were added)
+        order = args.figure_rows.split(",") if args.figure_rows else list(results["rows"])
+        print("wrote", figure([(k, Path(results["rows"][k]["run"])) for k in order], args))
 
 
 if __name__ == "__main__":

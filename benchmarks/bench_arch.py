@@ -155,12 +155,14 @@ def torch_rnn(model, torch):
 TWINS = {"conv": torch_conv, "rnn": torch_rnn}
 
 
-def torch_loss(net, x, eps, torch):
-    """Mean over the batch of [BCE(logits, x) summed over pixels + KL(q || N(0, I))]: vae-numpy's loss."""
+def torch_loss(net, x, eps, torch, kl_weight=1.0):
+    """Mean over the batch of [BCE(logits, x) summed over pixels + w KL(q || N(0, I))]: vae-numpy's loss.
+
+    w: the KL weight of a warm-up (vn.train's beta_warmup: w = min(1, step / warm-up steps)); 1 otherwise."""
     logits, mu, log_var = net(x, eps)
     rec = torch.nn.functional.binary_cross_entropy_with_logits(logits, x, reduction="sum")
     kl = -0.5 * torch.sum(1 + log_var - mu.pow(2) - log_var.exp())
-    return (rec + kl) / len(x), rec / len(x), kl / len(x)
+    return (rec + kl_weight * kl) / len(x), rec / len(x), kl / len(x)
 
 
 def check_equal(arch, options, x, torch):
@@ -201,6 +203,8 @@ def main(argv=None):
     p.add_argument("--init", choices=("torch", "he-xavier"), default="torch",
                    help="vae-numpy's initialization, copied into the PyTorch twin (default torch: PyTorch's own "
                         "distributions)")
+    p.add_argument("--beta-warmup", type=float, default=0.0, metavar="EPOCHS",
+                   help="raise the KL weight linearly from 0 to 1 over this many epochs (as vn.train), in both")
     p.add_argument("--data-dir", default=os.environ.get("VAE_NUMPY_DATA", str(DEFAULT_DATA)))
     p.add_argument("--out", default=str(OUT))
     args = p.parse_args(argv)
@@ -228,25 +232,31 @@ def main(argv=None):
     model._forward(x_train[:BATCH], np.zeros((BATCH, args.latent_dim), np.float32))
     model.backward()
     rows = []
+    n_batches = -(-len(x_train) // BATCH)
+    warm_steps = int(round(args.beta_warmup * n_batches))
     for epoch in range(1, args.epochs + 1):
         order = rng.permutation(len(x_train))
         batches = [order[i:i + BATCH] for i in range(0, len(order), BATCH)]
         eps = [rng.standard_normal((len(b), args.latent_dim)).astype(np.float32) for b in batches]
+        first = (epoch - 1) * n_batches
+        weights = [min(1.0, (first + i + 1) / warm_steps) if warm_steps else 1.0 for i in range(len(batches))]
         with threadpool_limits(args.threads):
             t0 = time.perf_counter()
-            for b, e in zip(batches, eps, strict=True):
+            for b, e, w in zip(batches, eps, weights, strict=True):
+                model.kl_weight = w
                 model._forward(x_train[b], e)
                 model.backward()
                 opt.step(model.grads)
             t_np = time.perf_counter() - t0
         net.train()
         t0 = time.perf_counter()
-        for b, e in zip(batches, eps, strict=True):
-            loss, _, _ = torch_loss(net, xt[b], torch.from_numpy(e), torch)
+        for b, e, w in zip(batches, eps, weights, strict=True):
+            loss, _, _ = torch_loss(net, xt[b], torch.from_numpy(e), torch, kl_weight=w)
             topt.zero_grad()
             loss.backward()
             topt.step()
         t_torch = time.perf_counter() - t0
+        model.kl_weight = 1.0
         ev_np = elbo(model, x_test, eps=eps_test)
         with torch.no_grad():
             parts = [torch_loss(net, x, e, torch) for x, e in zip(xe.split(1000), ee.split(1000), strict=True)]
@@ -260,6 +270,7 @@ def main(argv=None):
               f"-ELBO {ev_t['neg_elbo']:7.2f}   time ratio {t_np / t_torch:.2f}   (load {row['load']:.1f})",
               flush=True)
     result = {"arch": args.arch, "config": model.config(), "n_params": model.n_params, "epochs": args.epochs,
+              "beta_warmup_epochs": args.beta_warmup,
               "n_train": len(x_train), "n_test": len(x_test), "batch": BATCH, "lr": LR, "threads": args.threads,
               "float64_check_max_rel_error": worst, "rows": rows, "load_at_start": load0,
               "load_at_end": os.getloadavg(), "torch": torch.__version__, "numpy": np.__version__,
