@@ -105,6 +105,18 @@ def figure(runs, args):
     return args.figure
 
 
+def markdown(results):
+    """The README's table rows from the results: arch, parameters, -ELBO, IWAE, active units, epoch time."""
+    lines = []
+    for key, r in results["rows"].items():
+        name = key.replace("-warmup", ", KL warm-up 1 epoch")
+        nll = r.get("test_neg_log_likelihood")
+        lines.append(f"| {name} | {r['parameters']:,} | {r['test_neg_elbo']:.2f} | "
+                     f"{'' if nll is None else f'{nll:.2f}'} | {r['active_units']} of {r['settings']['latent_dim']} | "
+                     f"{r['epoch_s_mean']:.0f} s |")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--archs", default=",".join(ARCHS))
@@ -121,7 +133,11 @@ def main(argv=None):
     p.add_argument("--figure", type=Path, default=FIGURE)
     p.add_argument("--no-figure", action="store_true")
     p.add_argument("--figure-rows", default=None, help="rows of the figure, e.g. mlp,conv,conv-warmup,rnn")
+    p.add_argument("--markdown", action="store_true", help="print the README's table rows from --out and stop")
     args = p.parse_args(argv)
+    if args.markdown:
+        print(markdown(json.loads(args.out.read_text())))
+        return
     archs = [a for a in args.archs.split(",") if a]
     unknown = sorted(set(archs) - set(ARCHS))
     if unknown:
