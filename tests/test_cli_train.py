@@ -171,3 +171,20 @@ def test_resume_refuses_changed_settings_and_an_occupied_out(tmp_path, capsys, o
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_a_collapsed_posterior_is_named_with_its_cure():
+    from vae_numpy.commands.train import collapse_note
+    assert collapse_note(5.3, 0) is None and collapse_note(float("nan"), 0) is None
+    assert "--beta-warmup 1" in collapse_note(0.008, 0)
+    assert "longer --beta-warmup" in collapse_note(0.008, 1.0)
+    assert "--beta 100 weighs the KL 100 times" in collapse_note(0.008, 0, beta=100.0)
+
+
+def test_train_says_when_the_posterior_collapsed(tmp_path):
+    code, out, err = cli("train", *TINY, "--epochs", "2", "--beta", "100", "--out", tmp_path / "run")
+    assert code == 0, err
+    assert "note: the test KL is" in out and "posterior collapsed" in out and "smaller --beta" in out
+    code, out, err = cli("train", *TINY, "--epochs", "2", "--out", tmp_path / "run2")
+    assert code == 0, err
+    assert "collapsed" not in out

@@ -39,8 +39,8 @@ def add_arguments(p):
     p.add_argument("--lr", type=positive_float, default=None, help="Adam's learning rate, default 1e-3")
     p.add_argument("--arch", choices=ARCHS, default=None,
                    help="encoder and decoder: mlp (default; dense layers, --hidden), conv (the Keras example's "
-                        "convolutional VAE, --channels) or rnn (an image as 28 rows, recurrent; --state-size, "
-                        "--cell)")
+                        "convolutional VAE, --channels; on full MNIST add --beta-warmup 1, without which it can "
+                        "collapse) or rnn (an image as 28 rows, recurrent; --state-size, --cell)")
     p.add_argument("--hidden", type=hidden_dims, default=None, metavar="400[,200...]",
                    help="[--arch mlp] hidden widths of the encoder (the decoder mirrors them), default 400")
     p.add_argument("--channels", type=hidden_dims, default=None, metavar="32,64",
@@ -155,6 +155,23 @@ def _metrics(model, opt, settings, dataset, history, n_test):
     config = {"model": model.config(), "optimizer": {"name": type(opt).__name__, "lr": opt.lr},
               "train": {**train, "n_train": settings["n_train"], "n_test": n_test}}
     return {"config": config, "dataset": dataset, "history": rows}
+
+
+COLLAPSED_KL = 0.1   # nats per image: a healthy code carries several nats; a collapsed one ~0.01
+
+
+def collapse_note(kl, beta_warmup, beta=1.0):
+    """A line for the user when the test KL says the posterior collapsed (q(h|x) = p(h): the code is unused)."""
+    if not kl < COLLAPSED_KL:
+        return None
+    if beta > 1:
+        cure = f"--beta {beta:g} weighs the KL {beta:g} times: a smaller --beta keeps information in the code"
+    elif beta_warmup:
+        cure = "try a longer --beta-warmup, or wider layers before the heads (a narrow ReLU layer can die)"
+    else:
+        cure = "a KL warm-up often prevents it: --beta-warmup 1"
+    return (f"note: the test KL is {kl:.3f} nats per image: the posterior collapsed (q(h|x) = p(h), the decoder "
+            f"ignores the code and draws the mean image); {cure} (README, 'MLP, CNN and RNN')")
 
 
 def _write_json(path, obj):
@@ -276,6 +293,9 @@ def run(args):
     if model.kind == "vae":
         print(f"test negative ELBO {last['val_reconstruction'] + last['val_kl']:.2f} nats per image "
               f"(reconstruction {last['val_reconstruction']:.2f} + KL {last['val_kl']:.2f})")
+        note = collapse_note(last["val_kl"], settings["beta_warmup"], model.beta)
+        if note:
+            print(note)
     else:
         print(f"test reconstruction loss {last['val_reconstruction']:.2f} nats per image")
     print(f"wrote {ckpt}, {out / 'metrics.json'}" + "".join(f", {p.name}" for p in figures))
