@@ -22,7 +22,7 @@ from vae_numpy import exercises
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
-NOTEBOOK_MODULES = ("nb01", "nb02", "nb03", "nb04", "nb05", "nb06", "nb07")
+NOTEBOOK_MODULES = ("nb01", "nb02", "nb03", "nb04", "nb05", "nb06", "nb07", "nb08")
 
 # Answers a student could hand in by calling the library: each must fail its graded test cell.
 DELEGATING = {
@@ -199,6 +199,21 @@ def gru_step_backward(dh, cache):
 from vae_numpy.nn.recurrent_steps import gru_step_backward as _library
 def gru_step_backward(dh, cache):
     return _library(dh, cache)
+'''],
+    "nb08-iwae-bound": ['''
+def iwae_from_log_weights(log_w):
+    return -vn.iwae.log_mean_exp(log_w), -vn.iwae.normalized_weights(log_w)
+''', '''
+from vae_numpy.iwae import iwae_bound as _library
+def iwae_from_log_weights(log_w):
+    loss, w = _library(-log_w, np.zeros_like(log_w))
+    return loss, -w
+''', '''
+def iwae_from_log_weights(log_w):
+    m = log_w.max(axis=1, keepdims=True)
+    loss = -(m[:, 0] + np.log(np.exp(log_w - m).mean(axis=1)))
+    grad = vn.gradcheck.numerical_gradient(lambda v: -np.log(np.exp(v - m).mean(axis=1)).sum(), log_w.copy())
+    return loss, grad
 '''],
 }
 

@@ -33,9 +33,9 @@ THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 FIGURE_CALL = re.compile(r"\bvn\.plots\.(\w+_figure|subplots|figure)\(")   # a cell that draws a figure
 
 
-def test_the_seven_notebooks_are_there():
+def test_the_eight_notebooks_are_there():
     numbers = [p.name[:2] for p in NOTEBOOKS]
-    assert numbers == ["01", "02", "03", "04", "05", "06", "07"], [p.name for p in NOTEBOOKS]
+    assert numbers == ["01", "02", "03", "04", "05", "06", "07", "08"], [p.name for p in NOTEBOOKS]
 
 
 def test_notebooks_match_their_generator():

@@ -33,6 +33,7 @@ NOTEBOOKS = {  # file name -> module in tools/notebooks holding CELLS
     "05_beta_vae_and_collapse.ipynb": "nb05",
     "06_making_it_fast.ipynb": "nb06",
     "07_cnn_and_rnn_encoders.ipynb": "nb07",
+    "08_importance_weighted_bound.ipynb": "nb08",
 }
 
 METADATA = {
