@@ -82,18 +82,17 @@ def row(arch, run, args):
 
 def figure(runs, args):
     import vae_numpy as vn
-    from vae_numpy import plots
-    from vae_numpy.datasets import load_dataset
-    x_test = load_dataset("mnist", "test", data_dir=args.data_dir, download=False)[0][:10]
-    x_test = x_test.reshape(len(x_test), -1).astype(np.float32) / 255.0
+    from vae_numpy import datasets, explore, plots
     n = 10
+    x_test = datasets.to_unit(datasets.flatten(datasets.load_dataset("mnist", "test", data_dir=args.data_dir,
+                                                                     download=False)[0][:n]))
     fig, axes = plots.subplots(len(runs), 3, figsize=(12.0, 1.45 * len(runs) + 0.5))
     axes = np.atleast_2d(axes)
     for i, (arch, run) in enumerate(runs):
         model = vn.load_model(run / "model.npz")
-        x_hat = model.decode(model.encode(x_test[:n].reshape(n, -1).astype(model.dtype))[0])
-        samples = model.sample(n, seed=args.seed)
-        for ax, images, title in zip(axes[i], (x_test[:n], x_hat, samples),
+        x_in, x_hat = explore.reconstructions(model, x_test.astype(model.dtype))
+        samples = explore.prior_samples(model, n, seed=args.seed)
+        for ax, images, title in zip(axes[i], (x_in, x_hat, samples),
                                      ("test digits", "reconstructions", "samples from N(0, I)"), strict=True):
             ax.imshow(plots.image_grid(np.asarray(images).reshape(n, -1), n_cols=5, pad=1), cmap="gray",
                       vmin=0, vmax=1)
