@@ -234,3 +234,39 @@ def test_cli_refuses_bad_objective_settings(tmp_path, flags, message):
     code, stdout, stderr = cli("train", *TINY, "--epochs", "1", *flags, "--out", tmp_path / "run")
     assert code == 2 and message in stderr, stderr
     assert not (tmp_path / "run" / "model.npz").exists()
+
+
+# ------------------------------------------------------------------------------------ memory for k
+def test_a_k_too_large_for_the_memory_is_refused_before_anything_is_allocated(monkeypatch):
+    """objective="iwae" decodes N k codes at once: the step's memory is checked first, naming k and the fix."""
+    import vae_numpy.models as models
+    model = small("iwae", 5)
+    need = model.k_step_bytes(4)
+    assert need >= 4 * 5 * (5 * 6) * 8          # at least the five (N k, D) float64 arrays
+    monkeypatch.setattr(models, "available_memory", lambda: need - 1)
+    before = dict(model._ws)
+    with pytest.raises(vn.ConfigError, match=r"k=5 on a batch of 4 decodes 20 codes .* lower k or the batch"):
+        model.forward(data())
+    assert model._ws.keys() == before.keys()      # no workspace was allocated for the refused step
+    with pytest.raises(vn.ConfigError, match="lower k"):
+        vn.train(model, data(8), epochs=1, batch_size=4, progress=False)
+    monkeypatch.setattr(models, "available_memory", lambda: need)
+    assert np.isfinite(model.forward(data()))      # exactly enough is enough
+    monkeypatch.setattr(models, "available_memory", lambda: None)   # unknown (no /proc/meminfo): not refused
+    model.k = 7
+    assert np.isfinite(model.forward(data()))
+
+
+def test_available_memory_is_a_positive_byte_count_here():
+    from vae_numpy._validate import available_memory
+    have = available_memory()
+    assert have is None or (isinstance(have, int) and have > 0)
+
+
+def test_cli_refuses_a_k_no_machine_can_hold_in_one_line_before_making_the_folder(tmp_path):
+    code, stdout, stderr = cli("train", *TINY, "--epochs", "1", "--objective", "iwae", "--k", "10000000",
+                               "--out", tmp_path / "run")
+    assert code == 2, stderr
+    assert len(stderr.strip().splitlines()) == 1 and "k=10000000 on a batch of 256" in stderr, stderr
+    assert "lower k or the batch size" in stderr
+    assert not (tmp_path / "run").exists()

@@ -153,3 +153,18 @@ def check_out_dir(path, flag: str = "--out", create: bool = True) -> Path:
         raise ConfigError(f"{flag} {path}: cannot create the folder ({exc.strerror or exc}); choose a writable "
                           "place") from None
     return check_writable(path, f"{flag} {path}")
+
+
+def available_memory():
+    """Bytes the system can still give a process without swapping (Linux: MemAvailable), or None if unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None

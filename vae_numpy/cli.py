@@ -113,8 +113,8 @@ def main(argv=None):
         return 2
     except MemoryError:
         _traceback(debug)
-        print("vae-numpy: error: not enough memory; choose smaller sizes (--hidden, --latent-dim, --batch-size, -n)",
-              file=sys.stderr)
+        print("vae-numpy: error: not enough memory; choose smaller sizes (--hidden, --latent-dim, --batch-size, "
+              "--k, -n)", file=sys.stderr)
         return 2
     except Exception as exc:  # anything else is a bug: one line, and the traceback on request
         _traceback(debug)

@@ -21,7 +21,7 @@ import numpy as np
 
 from . import _kernels, iwae, losses
 from ._network import DEFAULT_HIDDEN, Network
-from ._validate import check_choice, check_float, check_int, check_matrix, check_rng
+from ._validate import available_memory, check_choice, check_float, check_int, check_matrix, check_rng
 from .errors import ConfigError
 from .nn import Dense
 
@@ -122,6 +122,7 @@ class VAE(Network):
         """
         x = self._check_x(x)
         if self.k_samples:
+            self.check_k_memory(x.shape[0])
             return self._forward_k(x, self._check_eps_k(x, eps))
         if eps is None:
             eps = self.rng.standard_normal((x.shape[0], self.latent_dim)).astype(self.dtype)
@@ -191,6 +192,34 @@ class VAE(Network):
         self._encoder_backward(dh, enc_caches)
 
     # ------------------------------------------------------------------- k samples per example
+    def k_step_bytes(self, n):
+        """A lower bound on the memory of one k-sample step over n examples (the decoder runs on n k rows).
+
+        Per decoded row: the noise, code and its gradient (Z each, and the float64 draw), every decoder layer's
+        output and its gradient, and ~5 arrays of D (the repeated x, logits, loss terms, their gradients).
+        """
+        per_layer = getattr(self.decoder, "layers", [self.decoder])
+        features = sum(int(np.prod(layer.out_shape)) for layer in per_layer)
+        row = self.dtype.itemsize * (4 * self.latent_dim + 2 * features + 5 * self.input_dim) + 8 * self.latent_dim
+        return n * self.k * row
+
+    def check_k_memory(self, n):
+        """Refuse, before allocating, a k-sample step over n examples that cannot fit in the free memory.
+
+        objective="iwae" or k > 1 decodes n * k codes at once: k = 10,000 on a batch of 128 would need tens of
+        GB, and an allocation that large either fails late or pushes the machine into swap. Raises ConfigError
+        naming k, the batch and the fix; checked once per batch size.
+        """
+        ok_k, ok_n = getattr(self, "_k_memory_ok", (None, 0))
+        if not self.k_samples or (ok_k == self.k and n <= ok_n):
+            return
+        need, have = self.k_step_bytes(n), available_memory()
+        if have is not None and need > have:
+            raise ConfigError(f"k={self.k} on a batch of {n:,} decodes {n * self.k:,} codes at once and needs at "
+                              f"least {need / 2**30:.1f} GiB; {have / 2**30:.1f} GiB are free: lower k or the batch "
+                              f"size (e.g. k <= {max(1, int(have // max(need // self.k, 1)))} at this batch)")
+        self._k_memory_ok = (self.k, n)
+
     def _check_eps_k(self, x, eps):
         """eps for the k-sample path: drawn from the model's generator when None, else checked and copied."""
         N, K, Z = x.shape[0], self.k, self.latent_dim

@@ -202,6 +202,8 @@ def train(model, x_train, x_val=None, epochs=10, batch_size=128, optimizer=None,
                 "clip_grad": clip, "binarize": binarize, "n_train": len(x), "threads": tuner.mode}
     draw_eps = model.kind == "vae"
     rows = min(batch_size, len(x))   # eps: (B, Z), or (B, k, Z) for a k-sample objective (VAE.eps_shape)
+    if getattr(model, "k_samples", False):
+        model.check_k_memory(rows)   # before the (B, k, Z) noise and the decoder's B k rows are allocated
     eps = np.empty(model.eps_shape(rows) if draw_eps else (rows, model.latent_dim), model.dtype)
     bar = make_progress(nb, (epochs - start) * nb, progress)   # a bar, or a line every ~10 s in a log
     tuner.start()

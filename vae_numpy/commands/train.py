@@ -250,6 +250,8 @@ def run(args):
     if state is None:
         epochs = args.epochs or DEFAULT_EPOCHS.get(dataset, FULL_EPOCHS)
     print(_describe(model, opt, settings, epochs))
+    if getattr(model, "k_samples", False):   # a k too large for the memory: refused before --out is made
+        model.check_k_memory(min(settings["batch_size"], len(x_train)))
     out.mkdir(parents=True, exist_ok=True)
     print(f"writing {out}/" + (f" (resuming after epoch {state['epoch']})" if state else ""))
 
