@@ -153,10 +153,12 @@ CELLS = [
     steps on two thousand digits): both models keep all 50 units and the counts say nothing. The variances of the
     IWAE's posterior means sit above the VAE's (in our run, the smallest 0.026 against 0.018), the direction of
     the effect, but one short run on a small sample is a hint, not a measurement. In full mode (10 epochs of all
-    of MNIST) the VAE's smallest variances reach the threshold and its count begins to fall while the IWAE's
-    stay above it (a trial run with a 784-256-50 ReLU network ended with 48 active units against 50); the gap
-    grows with training. Burda et al. trained for 3,280 passes, after which their VAE used only part of its 50
-    latent units and the IWAE more, the more the larger its $k$ (their Table 1).
+    of MNIST) the effect shows: in our run the VAE's count fell from epoch 5 on and ended at 32 of 50 active
+    units, the IWAE's at 47 (per epoch: 50, 50, 48, 50, 48, 40, 39, 37, 35, 32 against 50 for seven epochs, then
+    49, 48, 47), and on the right the VAE's sorted variances drop by a decade after its 14th dimension where the
+    IWAE's hold up to the 18th. The gap grows with training. Burda et al. trained for 3,280 passes, after which
+    their VAE used only part of its 50 latent units and the IWAE more, the more the larger its $k$ (their
+    Table 1).
 
     ## Exercises
 
