@@ -195,3 +195,19 @@ def test_activation_functions_refuse_unknown_names():
         layers.activation_forward("gelu", np.zeros((2, 2)))
     with pytest.raises(vn.ConfigError, match=r"activation='gelu' is unknown; choose one of 'relu'"):
         layers.activation_backward("gelu", np.zeros((2, 2)), np.zeros((2, 2)))
+
+
+# ------------------------------------------------------------------------- sizes that cannot be allocated
+def test_sample_and_decode_refuse_more_rows_than_the_free_memory_holds(monkeypatch):
+    """The decoder runs on all rows at once: a request past the free memory is a ConfigError naming n and the
+    fix, raised before anything is drawn or allocated; with the memory unknown nothing is refused."""
+    import vae_numpy._network as network
+    model = vn.VAE(784, (16,), 2, seed=0)
+    monkeypatch.setattr(network, "available_memory", lambda: 10 * 2**20)   # 10 MiB free
+    with pytest.raises(vn.ConfigError, match=r"sample\(n=1,000,000\) decodes 1,000,000 codes .* ask for fewer"):
+        model.sample(10**6)
+    with pytest.raises(vn.ConfigError, match=r"decode\(h\) with 100,000 rows"):
+        model.decode(np.zeros((100_000, 2), np.float32))
+    assert model.sample(64).shape == (64, 784)              # a grid's worth fits
+    monkeypatch.setattr(network, "available_memory", lambda: None)
+    assert model.decode(np.zeros((3, 2), np.float32)).shape == (3, 784)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import architectures
-from ._validate import check_choice, check_dtype, check_float, check_int, check_matrix, check_rng
+from ._validate import available_memory, check_choice, check_dtype, check_float, check_int, check_matrix, check_rng
 from .errors import ConfigError
 from .layers import (
     ACTIVATIONS,
@@ -313,9 +313,28 @@ class Network:
         self.decoder.cache = dec_cache
         return self.decoder.backward(dg)
 
+    def _decoder_row_elements(self):
+        """Numbers one decoded row produces: every decoder layer's output (the output head's D not included)."""
+        return sum(int(np.prod(layer.out_shape)) for layer in getattr(self.decoder, "layers", [self.decoder]))
+
+    def _check_decode_memory(self, n, what):
+        """Refuse to decode n codes at once when even a lower bound of its memory is more than is free.
+
+        Per row: the code (and its float64 draw), every decoder layer's output, the logits and the result (D each).
+        The decoder runs on all n rows in one pass: n = 10^8 samples would need ~0.5 TB for 784 pixels.
+        """
+        need = n * (self.dtype.itemsize * (self.latent_dim + self._decoder_row_elements() + 2 * self.input_dim)
+                    + 8 * self.latent_dim)
+        have = available_memory()
+        if have is not None and need > have:
+            raise ConfigError(f"{what} decodes {n:,} codes at once and needs at least {need / 2**30:.1f} GiB; "
+                              f"{have / 2**30:.1f} GiB are free: ask for fewer, or call it in batches of at most "
+                              f"{max(1, int(have // max(need // n, 1))):,}")
+
     def decode(self, h):
         """h: (N, Z) codes -> (N, D): Bernoulli probabilities, or Gaussian means."""
         h = check_matrix("h", h, ncols=self.latent_dim, dtype=self.dtype)
+        self._check_decode_memory(h.shape[0], f"decode(h) with {h.shape[0]:,} rows")
         out, _, _ = self._decoder_forward(h)
         if self.likelihood == "bernoulli":
             from .layers import sigmoid
@@ -326,6 +345,7 @@ class Network:
         """n codes from the prior N(0, I), decoded -> (n, D) (probabilities or means, not binarized)."""
         n = check_int("n", n)
         rng = check_rng(seed, rng)
+        self._check_decode_memory(n, f"sample(n={n:,})")
         return self.decode(rng.standard_normal((n, self.latent_dim)).astype(self.dtype))
 
     def _check_x(self, x):

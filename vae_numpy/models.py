@@ -198,8 +198,7 @@ class VAE(Network):
         Per decoded row: the noise, code and its gradient (Z each, and the float64 draw), every decoder layer's
         output and its gradient, and ~5 arrays of D (the repeated x, logits, loss terms, their gradients).
         """
-        per_layer = getattr(self.decoder, "layers", [self.decoder])
-        features = sum(int(np.prod(layer.out_shape)) for layer in per_layer)
+        features = self._decoder_row_elements()
         row = self.dtype.itemsize * (4 * self.latent_dim + 2 * features + 5 * self.input_dim) + 8 * self.latent_dim
         return n * self.k * row
 
