@@ -229,6 +229,24 @@ def test_a_damaged_file_in_the_search_is_passed_over_with_its_reason(world, tmp_
     assert why.startswith(f"{env / 'train-labels-idx1-ubyte'}: checksum mismatch")
 
 
+def test_a_damaged_mnist_in_the_cache_is_named_when_falling_back_not_called_absent(world, tmp_path, capsys):
+    """No data_dir, offline, the only MNIST a damaged cache copy: the fall-back to the embedded digits says why,
+    naming the file (it used to say "MNIST is not on disk"); with nothing on disk it still says not on disk."""
+    from vae_numpy import tutorial
+    name, train, _, line = choose_dataset(None)
+    assert name == "mnist-5k" and "MNIST is not on disk and downloads are off" in line
+    cache = world["mnist"].put(tmp_path / "cache" / "vae_numpy" / "mnist")
+    images = cache / "train-images-idx3-ubyte"
+    images.write_bytes(images.read_bytes()[:1000])                # a truncated download
+    name, train, _, line = choose_dataset(None)
+    assert name == "mnist-5k" and len(train) == 4000
+    assert f"the MNIST on disk cannot be used: {images}: wrong size (1,000 bytes)" in line, line
+    assert "downloads are off" in line and "not on disk" not in line
+    data = tutorial.load_mnist(n_train=5, n_test=5, name="mnist")
+    out = capsys.readouterr().out
+    assert data.name == "mnist-5k" and f"mnist on disk cannot be used ({images}: wrong size" in out, out
+
+
 # ---------------------------------------------------------------------------------- the real MNIST
 
 def test_the_full_mnist_through_data_dir_and_the_environment(full_mnist, tmp_path, monkeypatch):

@@ -169,6 +169,18 @@ def locate(name: str, split: str = "train", data_dir=None) -> Location:
     return Location(name, split, None, tried=tuple(tried))
 
 
+def passed_over(name: str) -> str:
+    """Why the copies of `name` on disk were not used ("<file>: wrong size ...", "holds fashion-mnist"), or "".
+
+    Shapes: none (paths only). Only folders that exist and hold something count: a missing folder or missing
+    files mean "not on disk", which the caller says in its own words. For the fall-back messages of the
+    command line and the notebooks, so that a damaged file in the cache is named instead of called absent.
+    """
+    reasons = [why for split in SPLITS for _, why in locate(name, split).tried
+               if why != "no such folder" and not why.startswith("missing ")]
+    return "; ".join(dict.fromkeys(reasons))
+
+
 def _size(path: Path) -> int:
     try:
         return path.stat().st_size

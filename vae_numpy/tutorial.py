@@ -21,7 +21,7 @@ import numpy as np
 
 from . import losses, sampling
 from ._validate import check_float, check_int, check_matrix, check_rng
-from .datasets import EMBEDDED, flatten, is_offline, load_dataset, to_unit
+from .datasets import EMBEDDED, flatten, is_offline, load_dataset, passed_over, to_unit
 from .errors import ConfigError, DataError
 
 FAST_ENV = "VAE_NUMPY_FAST"
@@ -81,7 +81,9 @@ def load_mnist(n_train=None, n_test=None, name=None, dtype="float32", download=T
         if name == EMBEDDED:
             raise
         why = "downloads are off" if not download or is_offline() else "the download failed"
-        print(f"{name} is not on disk and {why}: using the {EMBEDDED} digits embedded in vae_numpy instead "
+        damaged = passed_over(name)
+        state = f"{name} on disk cannot be used ({damaged}) and" if damaged else f"{name} is not on disk and"
+        print(f"{state} {why}: using the {EMBEDDED} digits embedded in vae_numpy instead "
               "(see vae_numpy.datasets for where the files are looked for)")
         name = EMBEDDED
         (xtr, ytr), (xte, yte) = (load_dataset(name, split) for split in ("train", "test"))

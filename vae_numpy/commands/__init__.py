@@ -89,7 +89,7 @@ def choose_dataset(name, data_dir=None, offline=False, progress=True):
     name, train_images, test_images, line
         `line` says which dataset is used and why (one line, for the user).
     """
-    from ..datasets import is_offline
+    from ..datasets import is_offline, passed_over
     from ..errors import DataError
     if name is not None or data_dir is not None:
         found, (train, test), where = load_splits(name, data_dir, offline, progress)
@@ -99,8 +99,12 @@ def choose_dataset(name, data_dir=None, offline=False, progress=True):
         _, (train, test), where = load_splits(AUTO_FIRST, None, offline, progress)
     except DataError:
         off = offline or is_offline()
-        why = ("MNIST is not on disk and downloads are off" if off else
-               "MNIST is not on disk and could not be downloaded")
+        damaged = passed_over(AUTO_FIRST)
+        if damaged:
+            why = f"the MNIST on disk cannot be used: {damaged}; " + ("downloads are off" if off else
+                                                                     "a new download failed")
+        else:
+            why = "MNIST is not on disk and " + ("downloads are off" if off else "could not be downloaded")
         _, (train, test), _ = load_splits(AUTO_FALLBACK)
         return (AUTO_FALLBACK, train, test, f"dataset: {AUTO_FALLBACK} ({why}; using the 5,000 digits embedded in "
                 f"vae-numpy: {len(train):,} train / {len(test):,} test)")
