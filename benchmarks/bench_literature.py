@@ -54,7 +54,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 import vae_numpy as vn  # noqa: E402
-from vae_numpy.evaluation import elbo, prepare_data  # noqa: E402
+from vae_numpy.evaluation import active_units, elbo, prepare_data  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 ROWS = {"vae_k1": ("elbo", 1), "vae_k5": ("elbo", 5), "iwae_k5": ("iwae", 5), "vae_k50": ("elbo", 50),
@@ -134,7 +134,8 @@ def evaluate_row(model, x_test, n_images, n_samples):
     """Test -log p(x) (mean over images, its standard error), the one-sample -ELBO, seconds of the estimate."""
     xt = prepare_data(model, x_test, binarize="dynamic")[:n_images]      # the fixed binary test set (seed 1)
     out = {"eval_images": len(xt), "eval_samples": n_samples,
-           "test_neg_elbo": elbo(model, xt, seed=EVAL_SEED)["neg_elbo"]}
+           "test_neg_elbo": elbo(model, xt, seed=EVAL_SEED)["neg_elbo"],
+           "active_units": active_units(model, xt)[0]}     # Cov_x(mu(x)) > 0.01, as in the paper's Table 1
     if n_samples == 0:
         return out
     rng = np.random.default_rng(EVAL_SEED)
@@ -221,7 +222,8 @@ def main(argv=None):
     args.results.parent.mkdir(parents=True, exist_ok=True)
     append_result(args.results, entry)
     nll = entry.get("test_neg_log_px")
-    print(f"{args.row}: {done} passes, train {train_loss:.3f}, test -ELBO {entry['test_neg_elbo']:.2f}"
+    print(f"{args.row}: {done} passes, train {train_loss:.3f}, test -ELBO {entry['test_neg_elbo']:.2f}, "
+          f"{entry['active_units']} active units"
           + (f", test -log p(x) {nll:.2f} +- {entry['test_neg_log_px_se']:.2f} ({entry['eval_images']} images x "
              f"{entry['eval_samples']} samples, {entry['eval_seconds']:.0f} s)" if nll is not None else "")
           + f"; paper {PAPER[args.row]}; wrote {model_out} and {args.results}", flush=True)

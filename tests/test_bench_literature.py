@@ -41,6 +41,12 @@ def _run(bench, tmp_path, name, budget, extra=()):
     return vn.load_model(tmp_path / f"{name}_model.npz")
 
 
+def bench_args(bench):
+    """The data arguments _run passes, for load_data."""
+    import argparse
+    return argparse.Namespace(dataset="mnist-5k", data_dir=None, train_images=100)
+
+
 def test_resuming_gives_the_same_parameters_bit_for_bit(bench, tmp_path):
     straight = _run(bench, tmp_path, "a", 2)           # passes 1 (stage 0) and 2 (stage 1, another lr)
     _run(bench, tmp_path, "b", 1)
@@ -54,6 +60,9 @@ def test_resuming_gives_the_same_parameters_bit_for_bit(bench, tmp_path):
     assert last["row"] == "iwae_k5" and last["eval_images"] == 20 and last["eval_samples"] == 10
     assert np.isfinite(last["test_neg_log_px"]) and last["test_neg_log_px"] < last["test_neg_elbo"] + 1
     assert {"train_loss", "eval_seconds", "load_average_start", "commit", "budget"} <= set(last)
+    assert last["active_units"] == vn.evaluation.active_units(resumed, bench.prepare_data(
+        resumed, bench.load_data(bench_args(bench))[1], binarize="dynamic")[:20])[0]
+    assert 0 <= last["active_units"] <= 50
     state = vn.load_checkpoint(tmp_path / "b.npz")
     assert state.train_state["epoch"] == 2 and state.model.dtype == np.float32
     assert state.optimizer.eps == 1e-4 and state.optimizer.lr == pytest.approx(1e-3 * 10 ** (-1 / 7))
