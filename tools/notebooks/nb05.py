@@ -145,6 +145,39 @@ CELLS = [
                                         title=f"beta = {sweep[-1].beta:g}: inputs above reconstructions")
     '''),
     md(r'''
+    ## A collapse nobody asked for: dead ReLUs
+
+    At $\beta = 1$ a model can collapse too, and not because information is dear. Notebook 07's convolutional VAE
+    (the Keras example) did, on all of MNIST, in its first epoch: every one of the 16 units of the `Dense(16,
+    relu)` layer in front of its two heads was 0 for every test image (measured: test $-$ELBO 206.7 nats, KL
+    0.008, the decoder drawing the mean digit; README, "MLP, CNN and RNN side by side"). A ReLU unit that is 0
+    for every input also passes back a gradient of 0, so nothing can revive it. With all of them dead,
+    $\mu(x)$ and $\log \sigma^2(x)$ no longer depend on $x$; the KL then pulls them to the prior, the decoder
+    learns to draw the average digit, and the model has collapsed at $\beta = 1$.
+
+    The cell below builds that situation on purpose in a small VAE: a hidden bias of $-3$ puts every ReLU unit
+    below zero for every image at the start. Trained as it is, the ReLU model never recovers. The same start
+    with a leaky ReLU (slope 0.01 below zero) does: a small gradient still reaches the dead units. Notebook
+    07's cure was a KL warm-up, which keeps the encoder's units alive while the decoder is still poor.
+    '''),
+    code('''
+        dead_epochs = tutorial.pick(fast=10, full=2)
+        for activation in ("relu", "leaky_relu"):
+            model = vn.VAE(hidden_dims=(64,), latent_dim=8, activation=activation, seed=0)
+            model.params["enc1.b"][...] = -3.0            # every hidden unit below zero for every image
+            history = vn.train(model, data.x_train, data.x_test, epochs=dead_epochs, batch_size=50, seed=0,
+                               progress=False)
+            alive = int(np.sum(np.any(data.x_test @ model.params["enc1.W"] + model.params["enc1.b"] > 0, axis=0)))
+            count, _ = vn.evaluation.active_units(model, data.x_test)
+            rec = history[-1]
+            print(f"{activation:10s}: {alive:2d} of 64 hidden units alive after training, {count} active units "
+                  f"of 8, test KL {rec['val_kl']:.3f} nats, test -ELBO {rec['val_loss']:.2f}")
+            if activation == "relu":
+                assert alive == 0 and count == 0          # no gradient reaches a dead ReLU: it stays dead
+            else:
+                assert alive > 0 and count > 0            # the leaky slope lets the units come back
+    '''),
+    md(r'''
     ## Exercises
 
     ### Exercise 1 (graded): free bits, a cure for collapse, and its gradient
