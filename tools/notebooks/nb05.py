@@ -150,7 +150,7 @@ CELLS = [
     At $\beta = 1$ a model can collapse too, and not because information is dear. Notebook 07's convolutional VAE
     (the Keras example) did, on all of MNIST, in its first epoch: every one of the 16 units of the `Dense(16,
     relu)` layer in front of its two heads was 0 for every test image (measured: test $-$ELBO 206.7 nats, KL
-    0.008, the decoder drawing the mean digit; README, "MLP, CNN and RNN side by side"). A ReLU unit that is 0
+    0.008, the decoder drawing the mean digit; README, "MLP, CNN and RNN encoders and decoders"). A ReLU unit that is 0
     for every input also passes back a gradient of 0, so nothing can revive it. With all of them dead,
     $\mu(x)$ and $\log \sigma^2(x)$ no longer depend on $x$; the KL then pulls them to the prior, the decoder
     learns to draw the average digit, and the model has collapsed at $\beta = 1$.
