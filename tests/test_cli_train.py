@@ -117,6 +117,7 @@ def test_train_with_no_flags_works_offline_on_a_fresh_install(tmp_path):
 
 def test_a_failed_download_falls_back_to_the_embedded_digits(monkeypatch, tmp_path):
     monkeypatch.delenv("VAE_NUMPY_OFFLINE", raising=False)
+    monkeypatch.delenv("VAE_NUMPY_DATA", raising=False)  # a developer's own MNIST folder would be found first
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setattr(datasets, "DEBIAN_DATASETS", tmp_path / "none")
 
