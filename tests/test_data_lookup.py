@@ -18,7 +18,7 @@ import pytest
 from vae_numpy import _registry, datasets
 from vae_numpy.cli import main
 from vae_numpy.commands import choose_dataset
-from vae_numpy.datasets import DatasetSpec, FileSpec, find_dataset, load_dataset, locate, write_idx
+from vae_numpy.datasets import DatasetSpec, FileSpec, find_dataset, load_dataset, locate, passed_over, write_idx
 from vae_numpy.errors import DataError
 
 COUNTS = {"train": 30, "test": 10}
@@ -245,6 +245,21 @@ def test_a_damaged_mnist_in_the_cache_is_named_when_falling_back_not_called_abse
     data = tutorial.load_mnist(n_train=5, n_test=5, name="mnist")
     out = capsys.readouterr().out
     assert data.name == "mnist-5k" and f"mnist on disk cannot be used ({images}: wrong size" in out, out
+
+
+def test_passed_over_blames_only_the_split_that_is_missing_and_names_each_folder(world, tmp_path, monkeypatch):
+    """A damaged train copy shadowed by a good one later in the search did not matter; a wrong dataset in a
+    folder is reported with the folder's path."""
+    env = world["mnist"].put(tmp_path / "env", splits=("train",))
+    (env / "train-images-idx3-ubyte").write_bytes(b"\0" * 1000)          # damaged, but train is found below
+    world["mnist"].put(tmp_path / "cache" / "vae_numpy" / "mnist", splits=("train",))
+    fashion = world["fashion-mnist"].put(tmp_path / "elsewhere", splits=("test",))
+    monkeypatch.setenv("VAE_NUMPY_DATA", str(env))
+    assert locate("mnist", "train").found and not locate("mnist", "test").found
+    assert passed_over("mnist") == ""                                     # test is simply absent: not on disk
+    monkeypatch.setenv("VAE_NUMPY_DATA", str(fashion))
+    why = passed_over("mnist")
+    assert why.startswith(f"{fashion}: holds fashion-mnist"), why
 
 
 # ---------------------------------------------------------------------------------- the real MNIST

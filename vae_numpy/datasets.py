@@ -172,12 +172,19 @@ def locate(name: str, split: str = "train", data_dir=None) -> Location:
 def passed_over(name: str) -> str:
     """Why the copies of `name` on disk were not used ("<file>: wrong size ...", "holds fashion-mnist"), or "".
 
-    Shapes: none (paths only). Only folders that exist and hold something count: a missing folder or missing
-    files mean "not on disk", which the caller says in its own words. For the fall-back messages of the
+    Shapes: none (paths only). Only the splits that were not found count (a stale copy shadowed by a good one
+    later in the search order did not matter), and only folders that exist and hold something: a missing folder
+    or missing files mean "not on disk", which the caller says in its own words. Each reason names its folder or
+    file. For the fall-back messages of the
     command line and the notebooks, so that a damaged file in the cache is named instead of called absent.
     """
-    reasons = [why for split in SPLITS for _, why in locate(name, split).tried
-               if why != "no such folder" and not why.startswith("missing ")]
+    reasons = []
+    for split in SPLITS:
+        loc = locate(name, split)
+        if loc.found:   # this split was found in a later folder: the copies passed over before it did not matter
+            continue
+        reasons += [why if why.startswith(str(folder)) else f"{folder}: {why}" for folder, why in loc.tried
+                    if why != "no such folder" and not why.startswith("missing ")]
     return "; ".join(dict.fromkeys(reasons))
 
 
