@@ -204,10 +204,24 @@ def test_sample_and_decode_refuse_more_rows_than_the_free_memory_holds(monkeypat
     import vae_numpy._network as network
     model = vn.VAE(784, (16,), 2, seed=0)
     monkeypatch.setattr(network, "available_memory", lambda: 10 * 2**20)   # 10 MiB free
-    with pytest.raises(vn.ConfigError, match=r"sample\(n=1,000,000\) decodes 1,000,000 codes .* ask for fewer"):
+    with pytest.raises(vn.ConfigError, match=r"sample\(n=1,000,000\) decodes 1,000,000 codes .* needs at least "
+                                             r"6\.\d GiB; 10 MiB are free: ask for fewer, or call it in batches"):
         model.sample(10**6)
     with pytest.raises(vn.ConfigError, match=r"decode\(h\) with 100,000 rows"):
         model.decode(np.zeros((100_000, 2), np.float32))
     assert model.sample(64).shape == (64, 784)              # a grid's worth fits
     monkeypatch.setattr(network, "available_memory", lambda: None)
     assert model.decode(np.zeros((3, 2), np.float32)).shape == (3, 784)
+
+
+def test_the_sample_command_names_its_own_flag_when_n_cannot_fit(monkeypatch, tmp_path, capsys):
+    import vae_numpy._network as network
+    from vae_numpy.cli import main
+    model = vn.VAE(784, (16,), 2, seed=0)
+    model.save(tmp_path / "m.npz")
+    monkeypatch.setattr(network, "available_memory", lambda: 100 * 2**20)   # 100 MiB free
+    assert main(["sample", str(tmp_path / "m.npz"), "-n", "1000000", "--out", str(tmp_path / "s.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert "-n 1,000,000 decodes 1,000,000 codes" in err and "lower -n to at most 16," in err, err
+    assert not (tmp_path / "s.png").exists()

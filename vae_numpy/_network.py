@@ -20,7 +20,16 @@ from __future__ import annotations
 import numpy as np
 
 from . import architectures
-from ._validate import available_memory, check_choice, check_dtype, check_float, check_int, check_matrix, check_rng
+from ._validate import (
+    available_memory,
+    byte_size,
+    check_choice,
+    check_dtype,
+    check_float,
+    check_int,
+    check_matrix,
+    check_rng,
+)
 from .errors import ConfigError
 from .layers import (
     ACTIVATIONS,
@@ -313,28 +322,41 @@ class Network:
         self.decoder.cache = dec_cache
         return self.decoder.backward(dg)
 
-    def _decoder_row_elements(self):
-        """Numbers one decoded row produces: every decoder layer's output (the output head's D not included)."""
-        return sum(int(np.prod(layer.out_shape)) for layer in getattr(self.decoder, "layers", [self.decoder]))
+    def _decoder_row_elements(self, backward=False):
+        """Numbers one decoded row keeps alive in the decoder stack (the output head's D not included): each
+        layer's outputs and caches (im2col's columns, a recurrent layer's gates), with backward their gradients."""
+        return self.decoder.row_elements(backward)
 
-    def _check_decode_memory(self, n, what):
+    def _decode_row_bytes(self):
+        """Bytes one decoded row needs at least: the code (and its float64 draw), the decoder stack, the logits
+        and the result (D each)."""
+        return (self.dtype.itemsize * (self.latent_dim + self._decoder_row_elements() + 2 * self.input_dim)
+                + 8 * self.latent_dim)
+
+    def _check_decode_memory(self, n, what, fix="ask for fewer, or call it in batches of at most {rows}"):
         """Refuse to decode n codes at once when even a lower bound of its memory is more than is free.
 
-        Per row: the code (and its float64 draw), every decoder layer's output, the logits and the result (D each).
         The decoder runs on all n rows in one pass: n = 10^8 samples would need ~0.5 TB for 784 pixels.
+        Requests under 64 MiB are never checked (reading the free memory costs more than decoding a few rows).
+        `fix` names the remedy in the caller's terms; {rows} is the number of rows that fit.
         """
-        need = n * (self.dtype.itemsize * (self.latent_dim + self._decoder_row_elements() + 2 * self.input_dim)
-                    + 8 * self.latent_dim)
+        row = self._decode_row_bytes()
+        need = n * row
+        if need < 64 * 2**20:
+            return
         have = available_memory()
         if have is not None and need > have:
-            raise ConfigError(f"{what} decodes {n:,} codes at once and needs at least {need / 2**30:.1f} GiB; "
-                              f"{have / 2**30:.1f} GiB are free: ask for fewer, or call it in batches of at most "
-                              f"{max(1, int(have // max(need // n, 1))):,}")
+            raise ConfigError(f"{what} decodes {n:,} codes at once and needs at least {byte_size(need)}; "
+                              f"{byte_size(have)} are free: " + fix.format(rows=f"{max(1, have // row):,}"))
 
     def decode(self, h):
         """h: (N, Z) codes -> (N, D): Bernoulli probabilities, or Gaussian means."""
         h = check_matrix("h", h, ncols=self.latent_dim, dtype=self.dtype)
         self._check_decode_memory(h.shape[0], f"decode(h) with {h.shape[0]:,} rows")
+        return self._decode(h)
+
+    def _decode(self, h):
+        """decode() without its checks: h (N, Z) of the model's dtype."""
         out, _, _ = self._decoder_forward(h)
         if self.likelihood == "bernoulli":
             from .layers import sigmoid
@@ -346,7 +368,7 @@ class Network:
         n = check_int("n", n)
         rng = check_rng(seed, rng)
         self._check_decode_memory(n, f"sample(n={n:,})")
-        return self.decode(rng.standard_normal((n, self.latent_dim)).astype(self.dtype))
+        return self._decode(rng.standard_normal((n, self.latent_dim)).astype(self.dtype))
 
     def _check_x(self, x):
         return check_matrix("x", x, ncols=self.input_dim, dtype=self.dtype, unit_interval=True)

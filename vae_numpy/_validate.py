@@ -155,16 +155,48 @@ def check_out_dir(path, flag: str = "--out", create: bool = True) -> Path:
     return check_writable(path, f"{flag} {path}")
 
 
+def _read_int(path):
+    """The integer in a one-line file such as /sys/fs/cgroup/memory.max, or None ("max", absent, unreadable)."""
+    try:
+        with open(path, encoding="ascii") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def available_memory():
-    """Bytes the system can still give a process without swapping (Linux: MemAvailable), or None if unknown."""
+    """Bytes the process can still allocate without swapping, or None if unknown.
+
+    Linux: MemAvailable from /proc/meminfo, lowered to what the process's cgroup still allows (a container's
+    limit: v2 memory.max - memory.current, v1 memory.limit_in_bytes - memory.usage_in_bytes), since a
+    container sees the host's MemAvailable but is killed at its own limit. Elsewhere: the machine's physical
+    memory (a request larger than that can never fit; free memory is not known there), else None.
+    """
+    have = None
     try:
         with open("/proc/meminfo", encoding="ascii") as f:
             for line in f:
                 if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
+                    have = int(line.split()[1]) * 1024
+                    break
     except (OSError, ValueError, IndexError):
-        pass
+        have = None
+    v1 = "/sys/fs/cgroup/memory/memory."
+    for limit, usage in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                         (v1 + "limit_in_bytes", v1 + "usage_in_bytes")):
+        cap, used = _read_int(limit), _read_int(usage)
+        if cap is not None and used is not None and cap < 2**60:      # v1 writes ~2^63 for "no limit"
+            left = max(cap - used, 0)
+            have = left if have is None else min(have, left)
+            break
+    if have is not None:
+        return have
     try:
-        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
     except (ValueError, OSError, AttributeError):
         return None
+
+
+def byte_size(n):
+    """A byte count for a message: "3.2 GiB", or "250 MiB" under 1 GiB (so that 0.0 GiB never hides a value)."""
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"

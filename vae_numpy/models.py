@@ -21,7 +21,7 @@ import numpy as np
 
 from . import _kernels, iwae, losses
 from ._network import DEFAULT_HIDDEN, Network
-from ._validate import available_memory, check_choice, check_float, check_int, check_matrix, check_rng
+from ._validate import available_memory, byte_size, check_choice, check_float, check_int, check_matrix, check_rng
 from .errors import ConfigError
 from .nn import Dense
 
@@ -195,11 +195,13 @@ class VAE(Network):
     def k_step_bytes(self, n):
         """A lower bound on the memory of one k-sample step over n examples (the decoder runs on n k rows).
 
-        Per decoded row: the noise, code and its gradient (Z each, and the float64 draw), every decoder layer's
-        output and its gradient, and ~5 arrays of D (the repeated x, logits, loss terms, their gradients).
+        Shapes: x: (n, D); the decoder sees (n k, Z). Per decoded row: the noise, code and its gradient (Z each,
+        and the float64 draw), what the decoder stack keeps for its forward and backward passes (each layer's
+        outputs and caches, and their gradients: Layer.row_elements), and ~5 arrays of D (the repeated x,
+        logits, loss terms, their gradients). The MLP's real peak measured 1.2-1.3x this bound.
         """
-        features = self._decoder_row_elements()
-        row = self.dtype.itemsize * (4 * self.latent_dim + 2 * features + 5 * self.input_dim) + 8 * self.latent_dim
+        features = self._decoder_row_elements(backward=True)
+        row = self.dtype.itemsize * (4 * self.latent_dim + features + 5 * self.input_dim) + 8 * self.latent_dim
         return n * self.k * row
 
     def check_k_memory(self, n):
@@ -207,16 +209,21 @@ class VAE(Network):
 
         objective="iwae" or k > 1 decodes n * k codes at once: k = 10,000 on a batch of 128 would need tens of
         GB, and an allocation that large either fails late or pushes the machine into swap. Raises ConfigError
-        naming k, the batch and the fix; checked once per batch size.
+        naming k, the batch and the fix; checked once per (k, batch size): a larger batch or another k is
+        checked again. Shapes: n is the batch's number of rows, x: (n, D).
         """
         ok_k, ok_n = getattr(self, "_k_memory_ok", (None, 0))
         if not self.k_samples or (ok_k == self.k and n <= ok_n):
             return
         need, have = self.k_step_bytes(n), available_memory()
         if have is not None and need > have:
+            per_code = max(need // (n * self.k), 1)          # bytes per decoded row
+            fit_k = have // (n * per_code)
+            hint = (f"e.g. k <= {fit_k:,} at this batch" if fit_k >= 1 else
+                    f"even k=1 needs a batch of at most {max(1, have // per_code):,}")
             raise ConfigError(f"k={self.k} on a batch of {n:,} decodes {n * self.k:,} codes at once and needs at "
-                              f"least {need / 2**30:.1f} GiB; {have / 2**30:.1f} GiB are free: lower k or the batch "
-                              f"size (e.g. k <= {max(1, int(have // max(need // self.k, 1)))} at this batch)")
+                              f"least {byte_size(need)}; {byte_size(have)} are free: lower k or the batch size "
+                              f"({hint})")
         self._k_memory_ok = (self.k, n)
 
     def _check_eps_k(self, x, eps):

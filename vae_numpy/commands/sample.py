@@ -35,6 +35,7 @@ def run(args):
         raise ConfigError(f"--out {args.out!r} exists; add --force to replace it, or name another file")
     check_writable(out.parent, f"--out {args.out}")
     model = load_checkpoint(args.checkpoint).model
+    model._check_decode_memory(args.n, f"-n {args.n:,}", fix="lower -n to at most {rows}")
     images = model.sample(args.n, seed=args.seed)
     cols = args.cols or math.ceil(math.sqrt(args.n))
     kind = "VAE" if model.kind == "vae" else "autoencoder"

@@ -109,6 +109,16 @@ class Layer:
     def n_params(self):
         return sum(int(np.prod(s)) for s in self.param_shapes().values())
 
+    def row_elements(self, backward=False):
+        """Numbers one example (row) keeps alive in this layer: a lower bound for the memory checks.
+
+        Default: its output, prod(out_shape); with backward, also the gradient it hands down, prod(in_shape).
+        Layers with larger caches (im2col's columns, a recurrent layer's per-step gates) count those too; a
+        reshape that returns views counts nothing. Needs build().
+        """
+        n = int(np.prod(self.out_shape))
+        return n + (int(np.prod(self.in_shape)) if backward else 0)
+
     # ------------------------------------------------------------------ computing
     def forward(self, x, ws=None):
         raise NotImplementedError
@@ -202,6 +212,9 @@ class Sequential(Layer):
         for layer in self.layers:
             x = layer.forward(x, ws)
         return x
+
+    def row_elements(self, backward=False):
+        return sum(layer.row_elements(backward) for layer in self.layers)
 
     def backward(self, dy, need_dx=True):
         first = self._first   # below it only dx is left to compute: skipped unless asked for

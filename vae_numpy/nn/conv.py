@@ -95,6 +95,18 @@ class _Conv(Layer):
         out = None if self.activation == "linear" else self._buf("da", dy2.shape, dy2.dtype, True)
         return activation_backward(self.activation, dy2, acache, out=out)
 
+    def row_elements(self, backward=False):
+        """a and y (y when not linear); with backward also da, dx and im2col's columns: their gradient, and
+        for Conv2d the columns themselves, which its cache keeps for dW (ConvTranspose2d's are transient).
+
+        Conv2d's columns hold Ho Wo kh kw C numbers per example; ConvTranspose2d's H W kh kw O. They dominate:
+        a 3 x 3 kernel keeps 9 numbers for each input (or output) number.
+        """
+        act = self.activation != "linear"
+        out, inp = int(np.prod(self.out_shape)), int(np.prod(self.in_shape))
+        cols = self._cols_per_row() * (2 if isinstance(self, Conv2d) else 1)
+        return out * (1 + act) + ((out * act + cols + inp) if backward else 0)
+
     def config(self):
         return {"type": type(self).__name__, "filters": self.filters, "kernel_size": list(self.kernel_size),
                 "stride": self.stride, "padding": self.padding, "activation": self.activation}
@@ -121,6 +133,10 @@ class Conv2d(_Conv):
 
     def _channels(self):
         return (self.in_shape[2], self.filters)
+
+    def _cols_per_row(self):
+        (Ho, Wo, _), (kh, kw) = self.out_shape, self.kernel_size
+        return Ho * Wo * kh * kw * self.in_shape[2]
 
     def _torch_fan_in(self):
         return self.kernel_size[0] * self.kernel_size[1] * self.in_shape[2]
@@ -174,6 +190,10 @@ class ConvTranspose2d(_Conv):
 
     def _channels(self):
         return (self.filters, self.in_shape[2])
+
+    def _cols_per_row(self):
+        (H, W, _), (kh, kw) = self.in_shape, self.kernel_size
+        return H * W * kh * kw * self.filters
 
     def _torch_fan_in(self):
         # PyTorch's ConvTranspose2d weight is (C_in, C_out, kh, kw) and its fan_in reads dimension 1: C_out

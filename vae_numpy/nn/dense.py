@@ -76,5 +76,10 @@ class Dense(Layer):
                                   dx=dx_buf)
         return dx
 
+    def row_elements(self, backward=False):
+        """a and y (O each, one array when linear); with backward, da (O, when not linear) and dx (I)."""
+        o, act = self.units, self.activation != "linear"
+        return o * (1 + act) + ((o * act + self.in_shape[0]) if backward else 0)
+
     def config(self):
         return {"type": "Dense", "units": self.units, "activation": self.activation}

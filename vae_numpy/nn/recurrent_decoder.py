@@ -29,7 +29,7 @@ from .._validate import check_choice, check_int
 from ..errors import ConfigError
 from ..layers import init_bias, init_weights
 from .base import Layer, register
-from .recurrent import CELLS, _Buffers, cell_param_shapes, init_cell, input_bias, unroll_backward, unroll_forward
+from .recurrent import CELLS, GATES, _Buffers, cell_param_shapes, init_cell, input_bias, unroll_backward, unroll_forward
 
 STEP_INPUTS = ("code", "zeros")
 
@@ -115,6 +115,15 @@ class RecurrentDecoder(Layer):
             dc += dgx_sum @ p["Wx"].T                   # c feeds two paths, s_0 and every step: gradients add
         return dc
 
+    def row_elements(self, backward=False):
+        """The unrolled states (T + 1) H, the input projection G and the GRU's per-step gates 4 T H, y T H;
+        with backward the states' and gates' gradients 2 T G (one T G for the RNN) and T H. G = gates x H."""
+        H, T, C = self.units, self.steps, self.in_shape[0]
+        G = GATES[self.cell] * H
+        fwd = (T + 1) * H + 2 * G + T * H + (4 * T * H if self.cell == "gru" else 0)
+        bwd = T * H + T * G * (2 if self.cell == "gru" else 1) + 2 * H + G + C
+        return fwd + (bwd if backward else 0)
+
     def config(self):
         return {"type": "RecurrentDecoder", "units": self.units, "steps": self.steps, "cell": self.cell,
                 "step_input": self.step_input}
@@ -167,6 +176,11 @@ class TimeDistributedDense(Layer):
         if not need_dx:
             return None
         return np.matmul(dy2, W.T, out=self._buf("ds", (N * T, W.shape[0]), W.dtype, True)).reshape(N, T, -1)
+
+    def row_elements(self, backward=False):
+        """y: T F; with backward ds: T H (and a contiguous copy of dy when it is not one: not counted)."""
+        (T, H), F = self.in_shape, self.units
+        return T * F + (T * H if backward else 0)
 
     def config(self):
         return {"type": "TimeDistributedDense", "units": self.units}

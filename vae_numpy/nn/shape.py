@@ -25,6 +25,9 @@ class Flatten(Layer):
     def backward(self, dy, need_dx=True):
         return dy.reshape(dy.shape[0], *self.in_shape) if need_dx else None
 
+    def row_elements(self, backward=False):
+        return 0   # views: no array of its own
+
 
 @register
 class Reshape(Layer):
@@ -46,6 +49,9 @@ class Reshape(Layer):
 
     def backward(self, dy, need_dx=True):
         return dy.reshape(dy.shape[0], *self.in_shape) if need_dx else None
+
+    def row_elements(self, backward=False):
+        return 0   # views: no array of its own
 
     def config(self):
         return {"type": "Reshape", "target": list(self.target)}
