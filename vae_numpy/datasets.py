@@ -175,8 +175,8 @@ def passed_over(name: str) -> str:
     Shapes: none (paths only). Only the splits that were not found count (a stale copy shadowed by a good one
     later in the search order did not matter), and only folders that exist and hold something: a missing folder
     or missing files mean "not on disk", which the caller says in its own words. Each reason names its folder or
-    file. For the fall-back messages of the
-    command line and the notebooks, so that a damaged file in the cache is named instead of called absent.
+    file. For the fall-back messages of the command line and the notebooks, so that a damaged file in the cache
+    is named instead of called absent.
     """
     reasons = []
     for split in SPLITS:

@@ -104,7 +104,7 @@ class _Conv(Layer):
         """
         act = self.activation != "linear"
         out, inp = int(np.prod(self.out_shape)), int(np.prod(self.in_shape))
-        cols = self._cols_per_row() * (2 if isinstance(self, Conv2d) else 1)
+        cols = self._cols_per_row() * (2 if self._keeps_cols else 1)
         return out * (1 + act) + ((out * act + cols + inp) if backward else 0)
 
     def config(self):
@@ -133,6 +133,8 @@ class Conv2d(_Conv):
 
     def _channels(self):
         return (self.in_shape[2], self.filters)
+
+    _keeps_cols = True    # its cache holds the columns for dW
 
     def _cols_per_row(self):
         (Ho, Wo, _), (kh, kw) = self.out_shape, self.kernel_size
@@ -190,6 +192,8 @@ class ConvTranspose2d(_Conv):
 
     def _channels(self):
         return (self.filters, self.in_shape[2])
+
+    _keeps_cols = False   # its columns are transient; only their gradient lives through backward
 
     def _cols_per_row(self):
         (H, W, _), (kh, kw) = self.in_shape, self.kernel_size
