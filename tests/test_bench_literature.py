@@ -77,3 +77,32 @@ def test_a_second_run_on_the_same_state_is_refused(bench, tmp_path):
                         "--results", str(tmp_path / "r.json")])
         assert exc.value.code == 2
     assert not (tmp_path / "r.json").exists()
+
+
+def _committed_models():
+    """(model file, its literature.json entry) for every committed burda_*.npz evaluated on all 10,000 images."""
+    results = SCRIPT.parent / "results"
+    runs = json.loads((results / "literature.json").read_text())
+    out = []
+    for path in sorted(results.glob("burda_*.npz")):
+        entries = [r for r in runs if r["model"].split(" ")[0] == path.name and r["eval_images"] == 10000]
+        out.append(pytest.param(path, entries[-1] if entries else None, id=path.stem))
+    return out
+
+
+@pytest.mark.parametrize("path, entry", _committed_models())
+def test_each_committed_model_gives_its_committed_figures(bench, full_mnist, path, entry):
+    """A committed model is the one its figures were measured on: its test -ELBO (one sample, bench_literature's
+    seed) and active units on the 10,000 binarized test images are recomputed and compared with literature.json
+    (the 5,000-sample log-likelihood takes minutes and is left to benchmarks/literature_paired.py)."""
+    assert entry is not None, f"{path.name} has no entry in literature.json on all 10,000 test images"
+    model = vn.load_model(path)
+    objective, k = bench.ROWS[entry["row"]]
+    config = model.config()
+    assert (config["hidden_dims"], config["latent_dim"], config["activation"]) == ([200, 200], 50, "tanh")
+    assert (config["objective"], config["k"]) == (objective, k)
+    x_test, _ = vn.datasets.load_dataset("mnist", "test", data_dir=full_mnist, download=False, progress=False)
+    xt = bench.prepare_data(model, vn.datasets.flatten(x_test), binarize="dynamic")
+    neg_elbo = bench.elbo(model, xt, seed=bench.EVAL_SEED)["neg_elbo"]
+    assert neg_elbo == pytest.approx(entry["test_neg_elbo"], abs=1e-3)     # float32 sums: thread counts may differ
+    assert bench.active_units(model, xt)[0] == entry["active_units"]
