@@ -26,11 +26,12 @@ expectation), ``iwae_k5`` and ``iwae_k50`` (``objective="iwae", k=K``: the bound
 3 at 7.2e-4, 9 at 5.2e-4). A budgeted run is therefore a prefix of the whole run, and its state can be continued
 to the whole schedule (or a larger budget) later.
 
-State and resuming: after every pass, the model, Adam's moments and step count, the loop's generator and the
-number of passes done are written atomically (a vae-numpy training checkpoint, float32, ~5 MB) to
-``benchmarks/results/literature_state/<row>.npz`` (git-ignored), overwritten in place. Started again, the script
-continues from it bit for bit (one BLAS thread: threadpoolctl); ``--restart`` starts over. A lock file beside
-the state refuses a second run on the same state (give a budgeted run of a row its own ``--state``).
+State and resuming: after every pass, the model, Adam's moments and step count, the loop's generator and the number
+of passes done are written atomically (a vae-numpy training checkpoint, float32, ~5 MB) to
+``benchmarks/results/literature_state/<row>.npz`` (git-ignored: a run that spans sessions commits it with
+``git add -f`` before each stop), overwritten in place. Started again, the script continues from it bit for bit
+(one BLAS thread: threadpoolctl); ``--restart`` starts over. A lock file beside the state refuses a second run
+on the same state (give a budgeted run of a row its own ``--state``).
 
 At the end of a run: the test -log p(x) (``--eval-images``, ``--eval-samples``) and the one-sample test -ELBO are
 appended with the run's facts to ``benchmarks/results/literature.json``, and the bare model is saved
