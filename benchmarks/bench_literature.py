@@ -131,6 +131,15 @@ def train_row(args, x_train, state_path, target):
         seconds += time.perf_counter() - t0
 
 
+def log_px_per_image(model, xt, n_samples):
+    """(n,) float64: each test image's importance-weighted estimate of log p(x) with `n_samples` samples
+    (``VAE.log_likelihood``), 100 images at a time, one generator seeded EVAL_SEED: the same numbers for the same
+    model on every run (benchmarks/literature_paired.py compares models with it)."""
+    rng = np.random.default_rng(EVAL_SEED)
+    return np.concatenate([model.log_likelihood(vn.datasets.to_unit(xt[s:s + 100]), n_samples=n_samples, rng=rng)
+                           for s in range(0, len(xt), 100)])
+
+
 def evaluate_row(model, x_test, n_images, n_samples):
     """Test -log p(x) (mean over images, its standard error), the one-sample -ELBO, seconds of the estimate."""
     xt = prepare_data(model, x_test, binarize="dynamic")[:n_images]      # the fixed binary test set (seed 1)
@@ -139,10 +148,8 @@ def evaluate_row(model, x_test, n_images, n_samples):
            "active_units": active_units(model, xt)[0]}     # Cov_x(mu(x)) > 0.01, as in the paper's Table 1
     if n_samples == 0:
         return out
-    rng = np.random.default_rng(EVAL_SEED)
     t0 = time.perf_counter()
-    ll = np.concatenate([model.log_likelihood(vn.datasets.to_unit(xt[s:s + 100]), n_samples=n_samples, rng=rng)
-                         for s in range(0, len(xt), 100)])
+    ll = log_px_per_image(model, xt, n_samples)
     sec = time.perf_counter() - t0
     out.update(test_neg_log_px=float(-ll.mean()), test_neg_log_px_se=float(ll.std(ddof=1) / np.sqrt(len(ll))),
                eval_seconds=sec, eval_image_samples_per_second=len(xt) * n_samples / sec)

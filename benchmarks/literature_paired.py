@@ -6,12 +6,13 @@ far more precisely image by image: d_i = log p_A(x_i) - log p_B(x_i), its mean a
 std(d) / sqrt(n). This is how the README's "paired" differences are measured:
 
     python benchmarks/literature_paired.py iwae_k5_p563=benchmarks/results/burda_iwae_k5_p563.npz \\
-        vae_k1=benchmarks/results/burda_vae_k1.npz --samples 5000 --out benchmarks/results/literature_paired.json
+        vae_k1=benchmarks/results/burda_vae_k1.npz --samples 5000 --out benchmarks/results/literature_paired_whole.json
 
-Each model's log p(x_i) is the k = --samples importance-weighted estimate (``VAE.log_likelihood``), on the test
-set binarized once exactly as bench_literature.py does (prepare_data, seed 1), with the same generator seed for
-every model; one BLAS thread. Writes each model's mean -log p(x) and every pair's mean difference with its
-standard error (positive: the first model of the pair gives the test images more probability).
+Each model's log p(x_i) is the k = --samples importance-weighted estimate (bench_literature.log_px_per_image, the
+numbers its runs report), on the test set binarized once exactly as bench_literature.py does (prepare_data, seed
+1), with the same generator seed for every model; one BLAS thread. Writes each model's mean -log p(x) and every
+pair's mean difference with its standard error (positive: the first model of the pair gives the test images more
+probability).
 """
 
 from __future__ import annotations
@@ -27,17 +28,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_literature import EVAL_SEED, default_data_dir  # noqa: E402
+from bench_literature import EVAL_SEED, default_data_dir, log_px_per_image  # noqa: E402
 
 import vae_numpy as vn  # noqa: E402
 from vae_numpy.evaluation import prepare_data  # noqa: E402
-
-
-def log_px(model, xt, n_samples):
-    """(n,) per-image IWAE estimates of log p(x) with `n_samples` samples, 100 images at a time."""
-    rng = np.random.default_rng(EVAL_SEED)
-    return np.concatenate([model.log_likelihood(vn.datasets.to_unit(xt[s:s + 100]), n_samples=n_samples, rng=rng)
-                           for s in range(0, len(xt), 100)])
 
 
 def main(argv=None):
@@ -64,7 +58,7 @@ def main(argv=None):
             model = vn.load_model(path)
             xt = prepare_data(model, vn.datasets.flatten(x_test), binarize="dynamic")[:args.images]
             t0 = time.perf_counter()
-            ll[name] = log_px(model, xt, args.samples)
+            ll[name] = log_px_per_image(model, xt, args.samples)
             seconds[name] = time.perf_counter() - t0
             print(f"{name}: -log p(x) {-ll[name].mean():.3f} +- {ll[name].std(ddof=1) / np.sqrt(len(xt)):.3f}"
                   f" ({seconds[name]:.0f} s)", flush=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 from pathlib import Path
@@ -90,6 +91,13 @@ def _committed_models():
     return out
 
 
+@functools.lru_cache(maxsize=1)
+def _mnist_test_images(folder):
+    """The 10,000 MNIST test images in `folder`, flattened (N, 784) uint8, read once for all the models."""
+    x_test, _ = vn.datasets.load_dataset("mnist", "test", data_dir=folder, download=False, progress=False)
+    return vn.datasets.flatten(x_test)
+
+
 @pytest.mark.parametrize("path, entry", _committed_models())
 def test_each_committed_model_gives_its_committed_figures(bench, full_mnist, path, entry):
     """A committed model is the one its figures were measured on: its test -ELBO (one sample, bench_literature's
@@ -101,8 +109,7 @@ def test_each_committed_model_gives_its_committed_figures(bench, full_mnist, pat
     config = model.config()
     assert (config["hidden_dims"], config["latent_dim"], config["activation"]) == ([200, 200], 50, "tanh")
     assert (config["objective"], config["k"]) == (objective, k)
-    x_test, _ = vn.datasets.load_dataset("mnist", "test", data_dir=full_mnist, download=False, progress=False)
-    xt = bench.prepare_data(model, vn.datasets.flatten(x_test), binarize="dynamic")
+    xt = bench.prepare_data(model, _mnist_test_images(full_mnist), binarize="dynamic")
     neg_elbo = bench.elbo(model, xt, seed=bench.EVAL_SEED)["neg_elbo"]
     assert neg_elbo == pytest.approx(entry["test_neg_elbo"], abs=1e-3)     # float32 sums: thread counts may differ
     assert bench.active_units(model, xt)[0] == entry["active_units"]
